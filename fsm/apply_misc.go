@@ -32,7 +32,9 @@ func applyDomainCreate(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 	}
 	d.Kind = DomainKindCustom
 	if d.Status == "" {
-		d.Status = "succeeded"
+		// "none": no certificate provisioning is pending for this domain
+		// (what Heroku reports when ACM is off).
+		d.Status = "none"
 	}
 	d.CreatedAt, d.UpdatedAt = c.At, c.At
 	if e := insert(tx, tDomains, &d); e != nil {
@@ -197,4 +199,27 @@ func applyMetaSet(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 		return nil, e
 	}
 	return m, nil
+}
+
+func applyAdminBootstrap(f *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
+	p, e := decodeData[AdminBootstrap](c)
+	if e != nil {
+		return nil, e
+	}
+	for _, u := range txAll[User](tx, tUsers, indexID) {
+		if u.Admin {
+			return nil, Errorf(CodeConflict, "An admin user (%s) already exists.", u.Email)
+		}
+	}
+	p.User.Admin = true
+	uc, _ := NewCommand(CmdUserCreate, c.ID, c.At, c.By, UserCreate{User: p.User})
+	if _, e := applyUserCreate(f, tx, &uc); e != nil {
+		return nil, e
+	}
+	p.Token.UserID = p.User.ID
+	tc, _ := NewCommand(CmdTokenCreate, c.ID, c.At, c.By, TokenCreate{Token: p.Token})
+	if _, e := applyTokenCreate(f, tx, &tc); e != nil {
+		return nil, e
+	}
+	return &p.User, nil
 }

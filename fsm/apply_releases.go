@@ -266,12 +266,20 @@ func applyFormationUpdate(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 			return nil, Errorf(CodeNotFound, "Couldn't find that process type (%s).", u.Type)
 		}
 		nf := *f
-		if u.Quantity != nil {
-			if *u.Quantity < 0 || *u.Quantity > MaxQuantity {
-				return nil, invalid("Quantity for %s must be between 0 and %d.", u.Type, MaxQuantity)
-			}
-			nf.Quantity = *u.Quantity
+		if u.Quantity != nil && u.Delta != nil {
+			return nil, invalid("Give %s either a quantity or a relative change, not both.", u.Type)
 		}
+		q := nf.Quantity
+		switch {
+		case u.Quantity != nil:
+			q = *u.Quantity
+		case u.Delta != nil:
+			q += *u.Delta
+		}
+		if q < 0 || q > MaxQuantity {
+			return nil, invalid("Quantity for %s must be between 0 and %d (asked for %d).", u.Type, MaxQuantity, q)
+		}
+		nf.Quantity = q
 		if u.Size != nil {
 			sz, ok := LookupDynoSize(*u.Size)
 			if !ok {

@@ -28,6 +28,7 @@ const (
 	CmdNodeUpsert      = "node.upsert"
 	CmdNodeDrain       = "node.drain"
 	CmdMetaSet         = "meta.set"
+	CmdAdminBootstrap  = "admin.bootstrap"
 )
 
 // CommandVersion is the newest command encoding this binary applies.
@@ -171,16 +172,14 @@ type ReleaseRollback struct {
 type FormationChange struct {
 	Type     string  `json:"type"`
 	Quantity *int    `json:"quantity,omitempty"`
+	Delta    *int    `json:"delta,omitempty"` // relative change ("web+1"), applied to the current quantity
 	Size     *string `json:"size,omitempty"`
 }
 
 // FormationUpdate changes one or more process types of an app atomically.
-// NewIDs gives the id to use for a formation row created by this update,
-// keyed by type.
 type FormationUpdate struct {
 	AppID   string            `json:"app_id"`
 	Updates []FormationChange `json:"updates"`
-	NewIDs  map[string]string `json:"new_ids,omitempty"`
 }
 
 // DomainCreate adds a custom domain.
@@ -236,4 +235,11 @@ type MetaSet struct {
 	Key      string          `json:"key"`
 	Value    json.RawMessage `json:"value"`
 	IfAbsent bool            `json:"if_absent,omitempty"`
+}
+
+// AdminBootstrap creates the first admin user and its token, atomically; it
+// fails with conflict once any admin exists.
+type AdminBootstrap struct {
+	User  User  `json:"user"`
+	Token Token `json:"token"`
 }

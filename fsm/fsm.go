@@ -198,6 +198,8 @@ func handlerFor(typ string) handler {
 		return applyNodeDrain
 	case CmdMetaSet:
 		return applyMetaSet
+	case CmdAdminBootstrap:
+		return applyAdminBootstrap
 	}
 	return nil
 }

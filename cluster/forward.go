@@ -1,0 +1,183 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// maxCommand bounds a command's encoded size.
+const maxCommand = 2 << 20
+
+// ErrNoLeader means no leader could be reached within the hold timeout: an
+// election is in progress, or this node is cut off from a quorum. Nothing
+// was applied by this attempt (a retry with the same command id is safe).
+var ErrNoLeader = errors.New("no cluster leader is reachable (an election may be in progress, or this node is cut off from a quorum); retry shortly")
+
+// Apply replicates cmd through Raft: on the leader directly, elsewhere by
+// forwarding it to the leader over internal RPC. It retries through leader
+// changes until the hold timeout, so the command may be submitted more than
+// once; the FSM must treat commands idempotently (Slipway's does, by command
+// id). It returns the log index and the FSM's response encoded as JSON.
+func (n *Node) Apply(ctx context.Context, cmd []byte) (uint64, json.RawMessage, error) {
+	if len(cmd) > maxCommand {
+		return 0, nil, fmt.Errorf("command of %d bytes exceeds the limit of %d", len(cmd), maxCommand)
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.HoldTimeout)
+	defer cancel()
+	backoff := 25 * time.Millisecond
+	var last error
+	for {
+		var idx uint64
+		var resp json.RawMessage
+		var err error
+		if n.IsLeader() {
+			idx, resp, err = n.applyLocal(cmd)
+		} else {
+			idx, resp, err = n.forward(ctx, cmd)
+		}
+		if err == nil {
+			return idx, resp, nil
+		}
+		if !isRetryable(err) {
+			return 0, nil, err
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			n.log.Warn("write failed: no leader within hold timeout", "last_err", last)
+			return 0, nil, fmt.Errorf("%w (last error: %v)", ErrNoLeader, last)
+		case <-n.ctx.Done():
+			return 0, nil, fmt.Errorf("%w: node is shutting down", ErrNoLeader)
+		case <-time.After(backoff):
+		}
+		if backoff < 500*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+type retryableError struct{ err error }
+
+func (e retryableError) Error() string { return e.err.Error() }
+func (e retryableError) Unwrap() error { return e.err }
+
+func isRetryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var r retryableError
+	return errors.As(err, &r) || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
+		errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrEnqueueTimeout)
+}
+
+func (n *Node) applyLocal(cmd []byte) (uint64, json.RawMessage, error) {
+	start := time.Now()
+	f := n.raft.Apply(cmd, n.cfg.HoldTimeout)
+	if err := f.Error(); err != nil {
+		return 0, nil, fmt.Errorf("raft apply: %w", err)
+	}
+	measureApply(start)
+	resp, err := json.Marshal(f.Response())
+	if err != nil {
+		return 0, nil, fmt.Errorf("encoding FSM response: %w", err)
+	}
+	return f.Index(), resp, nil
+}
+
+func (n *Node) leaderRPCAddr() (string, error) {
+	_, id := n.raft.LeaderWithID()
+	if id == "" {
+		return "", retryableError{errors.New("no leader known")}
+	}
+	addr, ok := n.RPCAddr(string(id))
+	if !ok {
+		return "", retryableError{fmt.Errorf("leader %s is not in gossip", id)}
+	}
+	return addr, nil
+}
+
+func (n *Node) forward(ctx context.Context, cmd []byte) (uint64, json.RawMessage, error) {
+	addr, err := n.leaderRPCAddr()
+	if err != nil {
+		return 0, nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, n.cfg.HoldTimeout)
+	defer cancel()
+	resp, err := n.RPCRequest(rctx, http.MethodPost, addr, rpcApply, bytes.NewReader(cmd))
+	if err != nil {
+		return 0, nil, retryableError{err}
+	}
+	defer resp.Body.Close()
+	var ar applyResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&ar); err != nil {
+		return 0, nil, retryableError{fmt.Errorf("reading forwarded apply response: %w", err)}
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return ar.Index, ar.Response, nil
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		return 0, nil, retryableError{fmt.Errorf("node %s is no longer leader", addr)}
+	default:
+		return 0, nil, fmt.Errorf("forwarded apply failed: %s: %s", resp.Status, ar.Error)
+	}
+}
+
+// ReadIndex returns an index that, once applied locally, makes a read
+// linearizable: the leader confirms it still leads and reports its commit
+// index.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.HoldTimeout)
+	defer cancel()
+	for {
+		var idx uint64
+		var err error
+		if n.IsLeader() {
+			if err = n.raft.VerifyLeader().Error(); err == nil {
+				idx = n.raft.CommitIndex()
+			}
+		} else {
+			var addr string
+			if addr, err = n.leaderRPCAddr(); err == nil {
+				var ar applyResponse
+				if err = n.rpcJSON(ctx, addr, rpcReadIndex, &ar); err == nil {
+					idx = ar.Index
+				}
+			}
+		}
+		if err == nil {
+			return idx, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w (last error: %v)", ErrNoLeader, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// WaitForLinearizable blocks until the local state includes every write
+// committed before the call.
+func (n *Node) WaitForLinearizable(ctx context.Context) error {
+	idx, err := n.ReadIndex(ctx)
+	if err != nil {
+		return err
+	}
+	// The commit index may point at a configuration entry, which never
+	// reaches the FSM, so wait on Raft's own applied index.
+	for n.raft.AppliedIndex() < idx {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for index %d: %w", idx, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
