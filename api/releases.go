@@ -45,7 +45,7 @@ func (s *Server) configUpdate(w http.ResponseWriter, r *http.Request) error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		v := raw[k]
-		if strings.TrimSpace(string(v)) == "null" {
+		if len(v) == 0 || strings.TrimSpace(string(v)) == "null" {
 			changes[k] = nil
 			continue
 		}
