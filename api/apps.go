@@ -13,12 +13,21 @@ import (
 	"github.com/slipwayhq/slipway/fsm"
 )
 
-// lookupApp resolves {app} (id or name) in the local state.
+// lookupApp resolves {app} (id or name) in the local state. A miss is
+// confirmed with a linearizable read before answering 404, so an app
+// created through another node a moment ago is found here too.
 func (s *Server) lookupApp(r *http.Request) (*fsm.Snap, *fsm.App, error) {
+	key := mux.Vars(r)["app"]
 	snap := s.b.Snap()
-	a, ok := snap.App(mux.Vars(r)["app"])
+	a, ok := snap.App(key)
 	if !ok {
-		return nil, nil, notFound("app")
+		if err := s.b.Linearize(r.Context()); err != nil {
+			return nil, nil, notFound("app")
+		}
+		snap = s.b.Snap()
+		if a, ok = snap.App(key); !ok {
+			return nil, nil, notFound("app")
+		}
 	}
 	return snap, a, nil
 }

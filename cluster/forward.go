@@ -170,14 +170,42 @@ func (n *Node) WaitForLinearizable(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The commit index may point at a configuration entry, which never
-	// reaches the FSM, so wait on Raft's own applied index.
-	for n.raft.AppliedIndex() < idx {
+	return n.waitFSM(ctx, idx)
+}
+
+// waitFSM waits until the local FSM reflects every command at or below idx.
+// Raft's own applied index is not enough: it advances when entries are
+// handed to the FSM goroutine, before the FSM has applied them; and the
+// entries the FSM never sees (no-ops, configuration changes) must not be
+// waited for.
+func (n *Node) waitFSM(ctx context.Context, idx uint64) error {
+	for {
+		if n.raft.AppliedIndex() >= idx {
+			fa := n.fsm.AppliedIndex()
+			if fa >= idx || n.noCommandsBetween(fa+1, idx) {
+				return nil
+			}
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for index %d: %w", idx, ctx.Err())
+			return fmt.Errorf("waiting for index %d (FSM at %d): %w", idx, n.fsm.AppliedIndex(), ctx.Err())
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-	return nil
+}
+
+// noCommandsBetween reports whether the log holds no command entries in
+// [from, to]. Unreadable (compacted) entries count as commands: the caller
+// keeps waiting, and the FSM catches up from the snapshot that covers them.
+func (n *Node) noCommandsBetween(from, to uint64) bool {
+	if to-from > 1024 {
+		return false
+	}
+	for i := from; i <= to; i++ {
+		var l raft.Log
+		if err := n.store.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
+			return false
+		}
+	}
+	return true
 }
