@@ -42,7 +42,7 @@ func (b *fakeBackend) Submit(_ context.Context, cmd fsm.Command) (*fsm.Result, e
 	return b.f.ApplyCommand(b.index, enc), nil
 }
 func (b *fakeBackend) Linearize(context.Context) error { return nil }
-func (b *fakeBackend) Cluster() Cluster                 { return fakeCluster{} }
+func (b *fakeBackend) Cluster() Cluster                { return fakeCluster{} }
 
 type fakeCluster struct{}
 

@@ -43,20 +43,23 @@ type Member struct {
 	Since time.Time
 }
 
-// pool wraps one memberlist (LAN or WAN) and remembers members that died or
-// left, which memberlist itself forgets.
+// pool wraps one memberlist (LAN or WAN). It keeps its own copy of every
+// member, updated from memberlist's event callbacks (memberlist's own Node
+// values are mutated under its lock, so they must not be read elsewhere),
+// and remembers members that died or left, which memberlist forgets.
 type pool struct {
 	ml    *memberlist.Memberlist
 	clock Clock
 
 	mu     sync.Mutex
 	meta   Meta
+	live   map[string]Member // alive or suspect
 	gone   map[string]Member // dead or left members by name
 	notify chan struct{}
 }
 
 func newPool(clock Clock, meta Meta) *pool {
-	return &pool{clock: clock, meta: meta, gone: map[string]Member{}, notify: make(chan struct{}, 1)}
+	return &pool{clock: clock, meta: meta, live: map[string]Member{}, gone: map[string]Member{}, notify: make(chan struct{}, 1)}
 }
 
 // delegate methods (memberlist.Delegate).
@@ -80,9 +83,13 @@ func (p *pool) MergeRemoteState(buf []byte, join bool)     {}
 
 // event delegate methods (memberlist.EventDelegate).
 
+// NotifyJoin, NotifyLeave and NotifyUpdate are called by memberlist with
+// its node lock held: copy what is needed, never keep n.
 func (p *pool) NotifyJoin(n *memberlist.Node) {
+	m := toMember(n)
 	p.mu.Lock()
 	delete(p.gone, n.Name)
+	p.live[n.Name] = m
 	p.mu.Unlock()
 	p.poke()
 }
@@ -95,12 +102,21 @@ func (p *pool) NotifyLeave(n *memberlist.Node) {
 	m := toMember(n)
 	m.State, m.Since = st, p.clock.Now()
 	p.mu.Lock()
+	delete(p.live, n.Name)
 	p.gone[n.Name] = m
 	p.mu.Unlock()
 	p.poke()
 }
 
-func (p *pool) NotifyUpdate(*memberlist.Node) { p.poke() }
+func (p *pool) NotifyUpdate(n *memberlist.Node) {
+	m := toMember(n)
+	p.mu.Lock()
+	if _, ok := p.live[n.Name]; ok {
+		p.live[n.Name] = m
+	}
+	p.mu.Unlock()
+	p.poke()
+}
 
 func (p *pool) poke() {
 	select {
@@ -137,20 +153,20 @@ func toMember(n *memberlist.Node) Member {
 	return m
 }
 
-// members lists live and remembered dead members, by name.
+// members lists live and remembered dead members, by name. (memberlist
+// has no callback for suspicion, so a suspected member shows as alive until
+// it is declared dead.)
 func (p *pool) members() []Member {
 	if p == nil || p.ml == nil {
 		return nil
 	}
-	var out []Member
-	seen := map[string]bool{}
-	for _, n := range p.ml.Members() {
-		out = append(out, toMember(n))
-		seen[n.Name] = true
-	}
 	p.mu.Lock()
+	out := make([]Member, 0, len(p.live)+len(p.gone))
+	for _, m := range p.live {
+		out = append(out, m)
+	}
 	for name, m := range p.gone {
-		if !seen[name] {
+		if _, ok := p.live[name]; !ok {
 			out = append(out, m)
 		}
 	}

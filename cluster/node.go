@@ -113,9 +113,10 @@ func (n *Node) start() error {
 		autopilot.WithUpdateInterval(c.Timing.ReconcileInterval/2),
 		autopilot.WithTimeProvider(c.Clock))
 
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go func() { defer n.wg.Done(); n.monitorLeadership() }()
 	go func() { defer n.wg.Done(); n.joinLoop() }()
+	go func() { defer n.wg.Done(); n.reconnectLoop() }()
 	go func() { defer n.wg.Done(); n.bootstrapLoop() }()
 	return nil
 }
@@ -198,6 +199,45 @@ func (n *Node) joinLoop() {
 		}
 		if delay < 5*time.Second {
 			delay *= 2
+		}
+	}
+}
+
+// reconnectLoop periodically tries to rejoin members that gossip declared
+// dead (not those that left), the way Serf does: after a partition heals,
+// each side has declared the other dead and memberlist alone would never
+// gossip with it again.
+func (n *Node) reconnectLoop() {
+	interval := 10 * time.Second
+	if n.cfg.Timing.GossipTest {
+		interval = time.Second
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, p := range []*pool{n.lan, n.wan} {
+			if p == nil {
+				continue
+			}
+			var addrs []string
+			for _, m := range p.members() {
+				if m.State == StateDead && m.Addr != "" {
+					addrs = append(addrs, m.Addr)
+				}
+			}
+			if len(addrs) == 0 {
+				continue
+			}
+			if k, err := p.ml.Join(addrs); k > 0 {
+				n.log.Info("reconnected to members gossip had declared dead", "contacted", k)
+			} else {
+				n.log.Debug("reconnect attempt failed", "err", err)
+			}
 		}
 	}
 }

@@ -229,3 +229,11 @@ func decodeData[T any](c *Command) (*T, *Error) {
 	}
 	return v, nil
 }
+
+var _ raft.ConfigurationStore = (*FSM)(nil)
+
+// StoreConfiguration implements raft.ConfigurationStore. Raft membership is
+// not part of Slipway's state, but counting configuration entries as
+// applied keeps the applied index (and so snapshots and linearizable reads)
+// moving past them.
+func (f *FSM) StoreConfiguration(index uint64, _ raft.Configuration) { f.advance(index) }

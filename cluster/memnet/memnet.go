@@ -207,8 +207,9 @@ func (n *Network) release(p *pair) {
 // Remove simulates kill -9 of the host's processes: it closes all listeners
 // and packet conns of the host and resets every stream connection the host
 // takes part in. Every later operation on the old *Host fails. Host(name) may
-// be called again to restart the host; it gets the same IP address. Remove of
-// an unknown or already removed host does nothing.
+// be called again to restart the host; it gets the same IP address. Faults
+// refer to host names, so a partition or isolation also applies to the
+// restarted host. Remove of an unknown or already removed host does nothing.
 func (n *Network) Remove(name string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
