@@ -102,16 +102,20 @@ type handler func(w http.ResponseWriter, r *http.Request) error
 
 func (s *Server) routes() {
 	r := s.r
-	r.NotFoundHandler = s.wrap("not_found", false, func(w http.ResponseWriter, r *http.Request) error {
+	r.NotFoundHandler = s.wrap("not_found", public, func(w http.ResponseWriter, r *http.Request) error {
 		return apiErr(http.StatusNotFound, "not_found", "The requested API endpoint was not found. Are you using the right HTTP verb (i.e. `GET` vs. `POST`), and did you specify your intended version with the `Accept` header?")
 	})
 	r.MethodNotAllowedHandler = r.NotFoundHandler
-	r.Handle("/health", s.wrap("health", false, s.health)).Methods("GET")
+	r.Handle("/health", s.wrap("health", public, s.health)).Methods("GET")
 	if s.opts.Metrics != nil {
-		r.Handle("/metrics", s.opts.Metrics).Methods("GET")
+		// Scrapers send their own Accept header, so no Platform API check.
+		r.Handle("/metrics", s.wrap("metrics", tokenOnly, func(w http.ResponseWriter, r *http.Request) error {
+			s.opts.Metrics.ServeHTTP(w, r)
+			return nil
+		})).Methods("GET")
 	}
 	add := func(method, path, name string, h handler) {
-		r.Handle(path, s.wrap(name, true, h)).Methods(method)
+		r.Handle(path, s.wrap(name, platform, h)).Methods(method)
 	}
 	add("GET", "/account", "account.info", s.accountInfo)
 
@@ -180,9 +184,18 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// Route kinds: what a request must bring.
+type access int
+
+const (
+	public    access = iota // nothing
+	tokenOnly               // a token
+	platform                // a token and a Platform API v3 Accept header
+)
+
 // wrap adds request ids, auth, panic recovery, error rendering, logging and
 // metrics to a handler.
-func (s *Server) wrap(name string, auth bool, h handler) http.Handler {
+func (s *Server) wrap(name string, mode access, h handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		w := &statusWriter{ResponseWriter: rw}
@@ -198,10 +211,12 @@ func (s *Server) wrap(name string, auth bool, h handler) http.Handler {
 					err = apiErr(http.StatusInternalServerError, "internal_server_error", "Internal server error.")
 				}
 			}()
-			if auth {
+			if mode == platform {
 				if err := checkAccept(r); err != nil {
 					return err
 				}
+			}
+			if mode != public {
 				u, err := s.authenticate(r)
 				if err != nil {
 					return err

@@ -253,7 +253,10 @@ export SLIPWAY_ROUTER_URL=%s
 export SLIPWAY_DOMAIN=%s
 export HEROKU_HOST=%s
 export HEROKU_API_KEY=%s
-`, c.opts.Dir, n.API, c.token, n.Router, c.opts.Domain, n.API, c.token)
+# The heroku CLI also asks this host (normally particleboard.heroku.com)
+# about the account; without it every 'heroku apps' waits ~6 s offline.
+export HEROKU_PARTICLEBOARD_URL=%s
+`, c.opts.Dir, n.API, c.token, n.Router, c.opts.Domain, n.API, c.token, n.API)
 }
 
 func (c *Cluster) writeFiles() error {
@@ -301,11 +304,9 @@ func (c *Cluster) Exited() <-chan NodeInfo {
 			<-n.done
 			c.mu.Lock()
 			info := n.info
-			err := n.err
 			c.mu.Unlock()
 			info.PID = 0
 			ch <- info
-			_ = err
 		}()
 	}
 	return ch

@@ -82,7 +82,18 @@ func TestQuickstartDevCluster(t *testing.T) {
 		}
 	}
 	// Metrics.
-	resp, err := http.Get(d.node("node-1").API + "/metrics")
+	noAuth, err := http.Get(d.node("node-1").API + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noAuth.Body.Close()
+	if noAuth.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("/metrics without a token: %s", noAuth.Status)
+	}
+	req, _ := http.NewRequest("GET", d.node("node-1").API+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+d.token)
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

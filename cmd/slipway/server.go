@@ -31,7 +31,7 @@ func newAgentCommand() *cobra.Command {
 
 Settings come from, in increasing precedence: built-in defaults, the JSON
 config file (--config), SLIPWAY_* environment variables, and flags.
-install/slipway.example.json documents every setting.
+docs/configuration.md documents every setting.
 
 Environment variables:
 ` + envHelp(),
