@@ -75,11 +75,16 @@ func TestQuickstartDevCluster(t *testing.T) {
 			t.Fatalf("write through %s: %v", n.Name, err)
 		}
 	}
+	// Reads are local: each replica shows all three writes once it has
+	// applied them (within the replication lag).
 	for _, n := range d.nodes {
-		cfg, err := d.client(n.Name).ConfigVars(ctx, "quick")
-		if err != nil || len(cfg) != 3 {
-			t.Fatalf("%s sees config %v (%v)", n.Name, cfg, err)
-		}
+		eventually(t, 10*time.Second, n.Name+" sees all three writes", func() error {
+			cfg, err := d.client(n.Name).ConfigVars(ctx, "quick")
+			if err != nil || len(cfg) != 3 {
+				return fmt.Errorf("config %v (%v)", cfg, err)
+			}
+			return nil
+		})
 	}
 	// Metrics.
 	noAuth, err := http.Get(d.node("node-1").API + "/metrics")
