@@ -316,3 +316,72 @@ func TestLinearizableRead(t *testing.T) {
 		}
 	}
 }
+
+func TestGracefulShutdownTransfersLeadership(t *testing.T) {
+	// Elections only after 10 s without a leader: a new leader within the
+	// 8 s allowed below can only come from the leadership transfer.
+	timing := clustertest.TestTiming()
+	timing.RaftHeartbeat, timing.RaftElection, timing.RaftLeaderLease = 10*time.Second, 10*time.Second, 5*time.Second
+	h := clustertest.New(t, clustertest.Options{Timing: &timing})
+	startThree(t, h)
+	leader := h.Leader(wait)
+	var other *clustertest.Member
+	for _, m := range h.Running() {
+		if m.Name != leader.Name {
+			other = m
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := leader.Node.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	h.Eventually(8*time.Second, "a new leader by transfer", func() error {
+		if l := other.Node.Leader(); l == "" || l == leader.Name {
+			return fmt.Errorf("leader %q", l)
+		}
+		return nil
+	})
+	t.Logf("new leader %s %v after the old leader began a graceful shutdown", other.Node.Leader(), time.Since(start).Round(time.Millisecond))
+	// The leaver is still a member of the Raft configuration (it may come back).
+	s, err := other.Node.Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, sv := range s {
+		found = found || sv.ID == leader.Name
+	}
+	if !found {
+		t.Fatalf("graceful shutdown removed %s from the configuration", leader.Name)
+	}
+}
+
+func TestGossipReconnectsAfterPartitionHeals(t *testing.T) {
+	h := clustertest.New(t, clustertest.Options{})
+	startThree(t, h)
+	h.Leader(wait)
+	h.Net.Isolate("n3")
+	h.Eventually(wait, "n1 sees n3 dead", func() error {
+		for _, m := range h.Get("n1").Node.Members() {
+			if m.Name == "n3" && m.State == cluster.StateDead {
+				return nil
+			}
+		}
+		return errors.New("n3 not dead yet")
+	})
+	h.Net.Heal()
+	h.Eventually(wait, "n1 and n3 see each other alive again", func() error {
+		for _, pair := range [][2]string{{"n1", "n3"}, {"n3", "n1"}} {
+			alive := false
+			for _, m := range h.Get(pair[0]).Node.Members() {
+				alive = alive || (m.Name == pair[1] && m.State == cluster.StateAlive)
+			}
+			if !alive {
+				return fmt.Errorf("%s does not see %s alive", pair[0], pair[1])
+			}
+		}
+		return nil
+	})
+}
