@@ -125,6 +125,20 @@ func (f *appFlag) resolve() (string, error) {
 	return "", fmt.Errorf("no app specified: use -a APP, or set %s", envApp)
 }
 
+// withClient resolves the app and builds an API client: what almost every
+// app command starts with.
+func (f *appFlag) withClient() (string, *client.Client, error) {
+	name, err := f.resolve()
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := f.env.newAPIClient()
+	if err != nil {
+		return "", nil, err
+	}
+	return name, c, nil
+}
+
 // fromEnv reports whether the app came from $SLIPWAY_APP.
 func (f *appFlag) fromEnv() bool { return f.name == "" }
 

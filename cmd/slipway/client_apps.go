@@ -118,11 +118,7 @@ app resource.`,
 	app := e.appFlag(cmd)
 	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
@@ -225,11 +221,7 @@ and git URL. Update git remotes and $SLIPWAY_APP that use the old name.`,
 	}
 	app := e.appFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
@@ -264,11 +256,7 @@ func (e *clientEnv) maintenanceCommand() *cobra.Command {
 	app := e.appFlag(cmd)
 	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
@@ -299,11 +287,7 @@ func (e *clientEnv) maintenanceSetCommand(on bool) *cobra.Command {
 	}
 	app := e.appFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}

@@ -25,11 +25,7 @@ The values are secrets: they are printed in full.`,
 	app := e.appFlag(cmd)
 	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
@@ -80,11 +76,7 @@ it is not set.`,
 	app := e.appFlag(cmd)
 	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
@@ -137,11 +129,7 @@ Quote values that contain spaces or shell characters.`,
 			}
 			vars[k] = &v
 		}
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
@@ -177,11 +165,7 @@ dynos.`,
 			}
 			vars[k] = nil
 		}
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}

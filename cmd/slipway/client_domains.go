@@ -23,11 +23,7 @@ one at and its status.`,
 	app := e.appFlag(cmd)
 	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
@@ -85,11 +81,7 @@ target to point it at with a CNAME (or ALIAS) record.`,
 	}
 	app := e.appFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
@@ -120,11 +112,7 @@ func (e *clientEnv) domainsRemoveCommand() *cobra.Command {
 	}
 	app := e.appFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}

@@ -23,11 +23,7 @@ marking enabled ones with [+] and disabled ones with [ ].`,
 	app := e.appFlag(cmd)
 	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
@@ -74,11 +70,7 @@ func (e *clientEnv) featuresSetCommand(enable bool) *cobra.Command {
 	}
 	app := e.appFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}

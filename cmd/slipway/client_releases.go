@@ -34,11 +34,7 @@ after its description.`,
 		if num < 1 || num > 1000 {
 			return fmt.Errorf("--num %d is out of range: use 1 to 1000", num)
 		}
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
@@ -117,11 +113,7 @@ the release resource.`,
 	app := e.appFlag(cmd)
 	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
@@ -188,11 +180,7 @@ the newest ` + fmt.Sprint(rollbackWindow) + `, as with heroku rollback.`,
 	}
 	app := e.appFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}

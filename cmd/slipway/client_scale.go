@@ -96,11 +96,7 @@ Without arguments, print the formation (GET /apps/{app}/formation), e.g.
 		if err != nil {
 			return err
 		}
-		name, err := app.resolve()
-		if err != nil {
-			return err
-		}
-		c, err := e.newAPIClient()
+		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
