@@ -182,7 +182,10 @@ func renameDefaultDomain(tx *memdb.Txn, app *App, h string, c *Command) *Error {
 }
 
 // appTables are the tables whose records belong to an app (index "app").
-func appTables() []string { return []string{tReleases, tSlugs, tFormation, tDomains, tFeatures} }
+// Deleting an app's dynos makes every supervisor stop its processes.
+func appTables() []string {
+	return []string{tReleases, tSlugs, tFormation, tDomains, tFeatures, tDynos, tDrains, tCerts}
+}
 
 func applyAppDelete(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 	p, e := decodeData[AppDelete](c)

@@ -201,6 +201,11 @@ func handlerFor(typ string) handler {
 	case CmdAdminBootstrap:
 		return applyAdminBootstrap
 	}
+	for _, more := range []func(string) handler{dynoHandler, blobHandler, drainHandler, certHandler} {
+		if h := more(typ); h != nil {
+			return h
+		}
+	}
 	return nil
 }
 

@@ -56,8 +56,23 @@ func compound(fields ...memdb.Indexer) memdb.Indexer {
 	return &memdb.CompoundIndex{Indexes: fields}
 }
 
+// tables is every replicated table: the core ones here, and those of each
+// area (dynos, blobs, logs, certificates) from their own files.
 func tables() map[string]table {
-	t := map[string]table{
+	t := coreTables()
+	for _, more := range []map[string]table{dynoTables(), blobTables(), drainTables(), certTables()} {
+		for name, tb := range more {
+			t[name] = tb
+		}
+	}
+	for name, tb := range t {
+		tb.schema.Name = name
+	}
+	return t
+}
+
+func coreTables() map[string]table {
+	return map[string]table{
 		tApps: {decode: decodeAs[App], schema: &memdb.TableSchema{Indexes: map[string]*memdb.IndexSchema{
 			indexID:   idx(indexID, true, false, str("ID")),
 			indexName: idx(indexName, true, false, str("Name")),
@@ -108,10 +123,6 @@ func tables() map[string]table {
 			indexID: idx(indexID, true, false, str("Key")),
 		}}},
 	}
-	for name, tb := range t {
-		tb.schema.Name = name
-	}
-	return t
 }
 
 func newDB() (*memdb.MemDB, error) {
