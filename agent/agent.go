@@ -72,6 +72,10 @@ func Start(cfg Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	portFirst, portLast, err := cfg.dynoPorts()
+	if err != nil {
+		return nil, err
+	}
 	f, err := fsm.New(log.With("component", "fsm"))
 	if err != nil {
 		return nil, err
@@ -90,6 +94,7 @@ func Start(cfg Config, opts Options) (*Agent, error) {
 		BindAddr: cfg.BindAddr, AdvertiseAddr: cfg.AdvertiseAddr,
 		RaftPort: cfg.Ports.Raft, GossipPort: cfg.Ports.Gossip, WANPort: cfg.Ports.WAN, RPCPort: cfg.Ports.RPC,
 		APIURL: cfg.apiURL(), RouterURL: cfg.routerURL(), Join: cfg.Join, JoinWAN: cfg.JoinWAN,
+		Rendezvous: cfg.rendezvousAddr(), DynoMemoryMB: cfg.dynoMemoryMB(), DynoPortFirst: portFirst, DynoPortLast: portLast,
 		BootstrapExpect: cfg.BootstrapExpect, Voters: cfg.Voters,
 		DeadServerGrace: cfg.DeadServerGrace.Duration, ServerStabilization: cfg.ServerStabilization.Duration,
 		EncryptKey: key, Version: opts.Version, CommandVersion: fsm.CommandVersion,

@@ -68,17 +68,23 @@ type Config struct {
 	RaftMultiplier float64 `json:"raft_multiplier"`
 	// FastGossip shortens gossip probe intervals (for one LAN or loopback).
 	FastGossip bool `json:"fast_gossip"`
+
+	// Dynos: memory this node gives to dynos (MB; 0 = 80% of the machine's
+	// memory) and the host ports dynos listen on.
+	DynoMemoryMB int    `json:"dyno_memory_mb"`
+	DynoPorts    string `json:"dyno_ports"` // "30000-39999"
 }
 
 // Ports are a node's listening ports.
 type Ports struct {
-	API       int `json:"api"`
-	Raft      int `json:"raft"`
-	Gossip    int `json:"gossip"`
-	WAN       int `json:"wan"`
-	RPC       int `json:"rpc"`
-	Router    int `json:"router"`
-	RouterTLS int `json:"router_tls"`
+	API        int `json:"api"`
+	Raft       int `json:"raft"`
+	Gossip     int `json:"gossip"`
+	WAN        int `json:"wan"`
+	RPC        int `json:"rpc"`
+	Router     int `json:"router"`
+	RouterTLS  int `json:"router_tls"`
+	Rendezvous int `json:"rendezvous"`
 }
 
 // Duration is a time.Duration that reads "10s" style strings from JSON.
@@ -108,8 +114,10 @@ func DefaultConfig() Config {
 		NodeName: host, Region: "local", Zone: "default", DataDir: "/var/lib/slipway",
 		BindAddr: "0.0.0.0",
 		Ports: Ports{API: cluster.DefaultAPIPort, Raft: cluster.DefaultRaftPort, Gossip: cluster.DefaultGossipPort,
-			WAN: cluster.DefaultWANPort, RPC: cluster.DefaultRPCPort, Router: cluster.DefaultRouterPort, RouterTLS: cluster.DefaultRouterTLS},
-		Domain: "localhost", AdminEmail: "", LogLevel: "info", LogFormat: "text", RaftMultiplier: 1,
+			WAN: cluster.DefaultWANPort, RPC: cluster.DefaultRPCPort, Router: cluster.DefaultRouterPort, RouterTLS: cluster.DefaultRouterTLS,
+			Rendezvous: cluster.DefaultRendezvousPort},
+		DynoPorts: "30000-39999",
+		Domain:    "localhost", AdminEmail: "", LogLevel: "info", LogFormat: "text", RaftMultiplier: 1,
 	}
 }
 
@@ -241,7 +249,47 @@ func (c *Config) Validate() error {
 	if _, err := c.encryptKey(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, _, err := c.dynoPorts(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DynoMemoryMB < 0 {
+		errs = append(errs, errors.New("dyno_memory_mb must not be negative"))
+	}
 	return errors.Join(errs...)
+}
+
+// dynoPorts parses the dyno port range.
+func (c *Config) dynoPorts() (first, last int, err error) {
+	a, b, ok := strings.Cut(c.DynoPorts, "-")
+	first, err1 := strconv.Atoi(strings.TrimSpace(a))
+	last, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil || first < 1024 || last > 65535 || first > last {
+		return 0, 0, fmt.Errorf("dyno_ports %q must be a range like 30000-39999 within 1024-65535", c.DynoPorts)
+	}
+	return first, last, nil
+}
+
+// dynoMemoryMB is the memory given to dynos: configured, or 80% of the
+// machine's.
+func (c *Config) dynoMemoryMB() int {
+	if c.DynoMemoryMB > 0 {
+		return c.DynoMemoryMB
+	}
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 1024
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, _ := strconv.Atoi(f[1])
+			return kb / 1024 * 8 / 10
+		}
+	}
+	return 1024
+}
+
+func (c *Config) rendezvousAddr() string {
+	return net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.Ports.Rendezvous))
 }
 
 func (c *Config) encryptKey() ([]byte, error) {

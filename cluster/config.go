@@ -13,15 +13,16 @@ import (
 
 // Default ports. Every one is configurable.
 const (
-	DefaultAPIPort     = 5000
-	DefaultRaftPort    = 5001
-	DefaultGossipPort  = 5002
-	DefaultRPCPort     = 5003
-	DefaultWANPort     = 5004
-	DefaultRouterPort  = 80
-	DefaultRouterTLS   = 443
-	DefaultVoters      = 3
-	DefaultHoldTimeout = 7 * time.Second
+	DefaultAPIPort        = 5000
+	DefaultRaftPort       = 5001
+	DefaultGossipPort     = 5002
+	DefaultRPCPort        = 5003
+	DefaultWANPort        = 5004
+	DefaultRouterPort     = 80
+	DefaultRouterTLS      = 443
+	DefaultRendezvousPort = 5005
+	DefaultVoters         = 3
+	DefaultHoldTimeout    = 7 * time.Second
 )
 
 // Config configures a node's cluster membership.
@@ -44,6 +45,12 @@ type Config struct {
 	// APIURL and RouterURL are advertised to other nodes (gossip metadata).
 	APIURL    string
 	RouterURL string
+	// Rendezvous is the advertised host:port of the attach endpoint.
+	Rendezvous string
+	// DynoMemoryMB and the dyno port range are advertised for placement.
+	DynoMemoryMB  int
+	DynoPortFirst int
+	DynoPortLast  int
 
 	// Join lists gossip addresses (host:port) of region members to join;
 	// JoinWAN lists WAN gossip addresses of nodes in any region.

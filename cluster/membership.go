@@ -22,6 +22,12 @@ type Meta struct {
 	CommandVersion int    `json:"cv"`
 	Draining       bool   `json:"d,omitempty"`
 	Expect         int    `json:"e,omitempty"`
+	// Dyno capacity: memory for dynos (MB) and the host ports dynos may use.
+	MemoryMB  int `json:"mem,omitempty"`
+	PortFirst int `json:"pf,omitempty"`
+	PortLast  int `json:"pl,omitempty"`
+	// Rendezvous is the host:port of the `heroku run` attach endpoint.
+	Rendezvous string `json:"rv,omitempty"`
 }
 
 // Gossip states of a member.

@@ -85,7 +85,8 @@ func New(cfg Config, fsm FSM) (*Node, error) {
 func (n *Node) localMeta() Meta {
 	c := n.cfg
 	return Meta{Region: c.Region, Zone: c.Zone, Raft: c.addr(c.RaftPort), RPC: c.addr(c.RPCPort),
-		API: c.APIURL, Router: c.RouterURL, Version: c.Version, CommandVersion: c.CommandVersion, Expect: c.BootstrapExpect}
+		API: c.APIURL, Router: c.RouterURL, Version: c.Version, CommandVersion: c.CommandVersion, Expect: c.BootstrapExpect,
+		MemoryMB: c.DynoMemoryMB, PortFirst: c.DynoPortFirst, PortLast: c.DynoPortLast, Rendezvous: c.Rendezvous}
 }
 
 func (n *Node) start() error {

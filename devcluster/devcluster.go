@@ -27,7 +27,7 @@ import (
 type Options struct {
 	Nodes    int    // default 3
 	Dir      string // default ./.slipway
-	BasePort int    // default 5000: node i uses BasePort+10*(i-1) .. +6
+	BasePort int    // default 5000: node i uses BasePort+10*(i-1) .. +7
 	Domain   string // default localhost
 	// Binary is the slipway executable to run as `agent` (default: this
 	// process's own executable).
@@ -141,7 +141,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		cfg.NodeName, cfg.Region, cfg.Zone = name, "local", zoneOf(i)
 		cfg.DataDir = filepath.Join(opts.Dir, name)
 		cfg.BindAddr, cfg.AdvertiseAddr = "127.0.0.1", "127.0.0.1"
-		cfg.Ports = agent.Ports{API: base, Raft: base + 1, Gossip: base + 2, RPC: base + 3, WAN: base + 4, Router: base + 5, RouterTLS: base + 6}
+		cfg.Ports = agent.Ports{API: base, Raft: base + 1, Gossip: base + 2, RPC: base + 3, WAN: base + 4, Router: base + 5, RouterTLS: base + 6, Rendezvous: base + 7}
+		// All nodes share 127.0.0.1: give each its own dyno ports.
+		cfg.DynoPorts = fmt.Sprintf("%d-%d", 30000+1000*i, 30000+1000*i+999)
 		cfg.Join = gossip
 		cfg.JoinWAN = []string{fmt.Sprintf("127.0.0.1:%d", opts.BasePort+4)}
 		cfg.BootstrapExpect, cfg.Voters = expect, voters

@@ -83,6 +83,9 @@ Environment variables:
 	f.IntVar(&cfg.Ports.RPC, "rpc-port", cfg.Ports.RPC, "internal RPC port")
 	f.IntVar(&cfg.Ports.Router, "router-port", cfg.Ports.Router, "router HTTP port")
 	f.IntVar(&cfg.Ports.RouterTLS, "router-tls-port", cfg.Ports.RouterTLS, "router HTTPS port")
+	f.IntVar(&cfg.Ports.Rendezvous, "rendezvous-port", cfg.Ports.Rendezvous, "port of the attach endpoint for one-off dynos (heroku run)")
+	f.StringVar(&cfg.DynoPorts, "dyno-ports", cfg.DynoPorts, "host port range for dynos, like 30000-39999")
+	f.IntVar(&cfg.DynoMemoryMB, "dyno-memory", 0, "memory (MB) this node gives to dynos (default: 80% of the machine's)")
 	f.StringVar(&join, "join", "", "comma-separated gossip addresses (host:port) of region members to join")
 	f.StringVar(&joinWAN, "join-wan", "", "comma-separated WAN gossip addresses of nodes in other regions")
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "form the region's Raft cluster once this many nodes see each other")
@@ -115,6 +118,9 @@ func applyFlags(cmd *cobra.Command, dst, flags *agent.Config, join, joinWAN stri
 	set("rpc-port", func() { dst.Ports.RPC = flags.Ports.RPC })
 	set("router-port", func() { dst.Ports.Router = flags.Ports.Router })
 	set("router-tls-port", func() { dst.Ports.RouterTLS = flags.Ports.RouterTLS })
+	set("rendezvous-port", func() { dst.Ports.Rendezvous = flags.Ports.Rendezvous })
+	set("dyno-ports", func() { dst.DynoPorts = flags.DynoPorts })
+	set("dyno-memory", func() { dst.DynoMemoryMB = flags.DynoMemoryMB })
 	set("join", func() { dst.Join = splitComma(join) })
 	set("join-wan", func() { dst.JoinWAN = splitComma(joinWAN) })
 	set("bootstrap-expect", func() { dst.BootstrapExpect = flags.BootstrapExpect })
@@ -175,7 +181,8 @@ func newDevCommand() *cobra.Command {
 127.0.0.1, in region "local" and zones a, b, c, with all data under --data.
 
 Node i (from 1) listens on --base-port + 10*(i-1): +0 API, +1 Raft, +2 gossip,
-+3 internal RPC, +4 WAN gossip, +5 router HTTP, +6 router HTTPS.
++3 internal RPC, +4 WAN gossip, +5 router HTTP, +6 router HTTPS, +7 rendezvous
+(heroku run). Node i's dynos use ports 30000+1000*(i-1) to +999.
 
 It writes DIR/env (source it to point slipway and heroku at the cluster),
 DIR/nodes.json (each node's name, zone, pid, API and router URLs, and config
