@@ -352,6 +352,7 @@ func TestFormationQuantities(t *testing.T) {
 		data any
 	}{
 		{fsm.CmdSlugCreate, fsm.SlugCreate{Slug: fsm.Slug{ID: slugID, AppID: app.ID, ProcessTypes: map[string]string{"web": "./web", "worker": "./w"}}}},
+		{fsm.CmdSlugUploaded, fsm.SlugUploaded{SlugID: slugID, Digest: "sha256:" + strings.Repeat("0", 64), Size: 1}},
 		{fsm.CmdReleaseCreate, fsm.ReleaseCreate{AppID: app.ID, ReleaseID: uuid.NewString(), SlugID: slugID}},
 	} {
 		cmd, _ := fsm.NewCommand(c.typ, uuid.NewString(), time.Now(), "", c.data)

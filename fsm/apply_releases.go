@@ -152,6 +152,29 @@ func applySlugCreate(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 	return &s, nil
 }
 
+func applySlugUploaded(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
+	p, e := decodeData[SlugUploaded](c)
+	if e != nil {
+		return nil, e
+	}
+	sl, ok := txFirst[Slug](tx, tSlugs, indexID, p.SlugID)
+	if !ok {
+		return nil, notFound("slug")
+	}
+	if e := ValidDigest(p.Digest); e != nil {
+		return nil, e
+	}
+	if sl.BlobDigest != "" && sl.BlobDigest != p.Digest {
+		return nil, Errorf(CodeConflict, "Slug %s was already uploaded with different content.", sl.ID)
+	}
+	ns := *sl
+	ns.BlobDigest, ns.Size, ns.UpdatedAt = p.Digest, p.Size, c.At
+	if e := insert(tx, tSlugs, &ns); e != nil {
+		return nil, e
+	}
+	return &ns, nil
+}
+
 // ValidProcessTypes checks a slug's process types.
 func ValidProcessTypes(pt map[string]string) *Error {
 	if pt == nil {
@@ -188,6 +211,9 @@ func applyReleaseCreate(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 	slug, ok := txFirst[Slug](tx, tSlugs, indexID, p.SlugID)
 	if !ok || slug.AppID != app.ID {
 		return nil, notFound("slug")
+	}
+	if slug.BlobDigest == "" {
+		return nil, invalid("Slug %s has not been uploaded yet: PUT the tarball to its blob URL first.", slug.ID)
 	}
 	desc := p.Description
 	if desc == "" {

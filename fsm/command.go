@@ -16,6 +16,7 @@ const (
 	CmdAppDelete       = "app.delete"
 	CmdConfigUpdate    = "config.update"
 	CmdSlugCreate      = "slug.create"
+	CmdSlugUploaded    = "slug.uploaded"
 	CmdReleaseCreate   = "release.create"
 	CmdReleaseRollback = "release.rollback"
 	CmdFormationUpdate = "formation.update"
@@ -242,4 +243,12 @@ type MetaSet struct {
 type AdminBootstrap struct {
 	User  User  `json:"user"`
 	Token Token `json:"token"`
+}
+
+// SlugUploaded records that a slug's tarball is stored (replicated) in the
+// blob store.
+type SlugUploaded struct {
+	SlugID string `json:"slug_id"`
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
 }

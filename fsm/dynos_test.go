@@ -182,3 +182,16 @@ func TestBlobReplicas(t *testing.T) {
 		t.Fatalf("blob not deleted")
 	}
 }
+
+func TestReleaseNeedsAnUploadedSlug(t *testing.T) {
+	h := newHarness(t)
+	app := h.createApp("demo")
+	slug := Slug{ID: uuid.NewString(), AppID: app.ID, ProcessTypes: map[string]string{"web": "x"}}
+	h.ok(CmdSlugCreate, SlugCreate{Slug: slug}, nil)
+	h.fails(CodeInvalidParams, CmdReleaseCreate, ReleaseCreate{AppID: app.ID, ReleaseID: uuid.NewString(), SlugID: slug.ID})
+	h.fails(CodeInvalidParams, CmdSlugUploaded, SlugUploaded{SlugID: slug.ID, Digest: "sha1:x"})
+	dg := "sha256:" + strings.Repeat("1", 64)
+	h.ok(CmdSlugUploaded, SlugUploaded{SlugID: slug.ID, Digest: dg, Size: 5}, nil)
+	h.fails(CodeConflict, CmdSlugUploaded, SlugUploaded{SlugID: slug.ID, Digest: "sha256:" + strings.Repeat("2", 64), Size: 5})
+	h.ok(CmdReleaseCreate, ReleaseCreate{AppID: app.ID, ReleaseID: uuid.NewString(), SlugID: slug.ID}, nil)
+}

@@ -174,6 +174,8 @@ func handlerFor(typ string) handler {
 		return applyConfigUpdate
 	case CmdSlugCreate:
 		return applySlugCreate
+	case CmdSlugUploaded:
+		return applySlugUploaded
 	case CmdReleaseCreate:
 		return applyReleaseCreate
 	case CmdReleaseRollback:

@@ -105,6 +105,7 @@ func (h *harness) deploy(appID string, types map[string]string) *Release {
 	h.t.Helper()
 	slug := Slug{ID: uuid.NewString(), AppID: appID, ProcessTypes: types, Commit: "0123456789abcdef"}
 	h.ok(CmdSlugCreate, SlugCreate{Slug: slug}, nil)
+	h.ok(CmdSlugUploaded, SlugUploaded{SlugID: slug.ID, Digest: "sha256:" + strings.Repeat("0", 64), Size: 1}, nil)
 	var rel Release
 	h.ok(CmdReleaseCreate, ReleaseCreate{AppID: appID, ReleaseID: uuid.NewString(), SlugID: slug.ID}, &rel)
 	return &rel
