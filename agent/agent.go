@@ -117,8 +117,12 @@ func Start(cfg Config, opts Options) (*Agent, error) {
 	a.node = node
 	node.AddLeaderHook(a.bootstrapAdmin)
 	node.AddLeaderHook(a.syncNodeRecords)
+	if err := a.startScheduler(); err != nil {
+		a.stop(context.Background(), false)
+		return nil, err
+	}
 
-	a.api = api.New(a, api.Options{Domain: cfg.Domain, APIURL: cfg.apiURL(), RouterURL: cfg.routerURL(),
+	a.api = api.New(a, api.Options{Domain: cfg.Domain, APIURL: cfg.apiURL(), RouterURL: cfg.routerURL(), RendezvousAddr: cfg.rendezvousAddr(),
 		Version: opts.Version, Logger: log.With("component", "api"), Metrics: m.Handler()})
 	ln, err := listen(opts.Network, net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Ports.API)))
 	if err != nil {

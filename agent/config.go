@@ -73,6 +73,13 @@ type Config struct {
 	// memory) and the host ports dynos listen on.
 	DynoMemoryMB int    `json:"dyno_memory_mb"`
 	DynoPorts    string `json:"dyno_ports"` // "30000-39999"
+	// DynoCycle is how often every dyno is restarted (Heroku: 24 h, plus
+	// up to 15% jitter).
+	DynoCycle Duration `json:"dyno_cycle"`
+	// DynoRestartBackoff lists the waits before restarting a crashed dyno
+	// after its 1st, 2nd, ... consecutive crash (the last repeats).
+	// Default Heroku's: "0s,20m,40m,60m,180m,320m".
+	DynoRestartBackoff string `json:"dyno_restart_backoff"`
 }
 
 // Ports are a node's listening ports.
@@ -250,6 +257,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if _, _, err := c.dynoPorts(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := c.schedulerConfig(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.DynoMemoryMB < 0 {

@@ -62,6 +62,9 @@ type Options struct {
 	Metrics http.Handler
 	// MaxBodyBytes bounds request bodies (default 1 MiB).
 	MaxBodyBytes int64
+	// RendezvousAddr is this node's attach endpoint (host:port) for
+	// attached one-off dynos; empty disables attach.
+	RendezvousAddr string
 }
 
 // Server is the HTTP API.
@@ -144,6 +147,15 @@ func (s *Server) routes() {
 
 	add("GET", "/apps/{app}/addons", "add-on.list", s.addonList)
 	add("GET", "/apps/{app}/sni-endpoints", "sni-endpoint.list", s.sniEndpointList)
+
+	add("GET", "/apps/{app}/dynos", "dyno.list", s.dynoList)
+	add("POST", "/apps/{app}/dynos", "dyno.create", s.dynoCreate)
+	add("DELETE", "/apps/{app}/dynos", "dyno.restart-all", s.restartDynos)
+	add("GET", "/apps/{app}/dynos/{dyno}", "dyno.info", s.dynoInfo)
+	add("DELETE", "/apps/{app}/dynos/{dyno}", "dyno.restart", s.restartDynos)
+	add("POST", "/apps/{app}/dynos/{dyno}/actions/stop", "dyno.stop", s.stopDynos)
+	add("DELETE", "/apps/{app}/formations/{type}", "dyno.restart-type", s.restartDynos)
+	add("POST", "/apps/{app}/formations/{type}/actions/stop", "dyno.stop-type", s.stopDynos)
 
 	add("GET", "/apps/{app}/domains", "domain.list", s.domainList)
 	add("POST", "/apps/{app}/domains", "domain.create", s.domainCreate)
