@@ -116,6 +116,7 @@ func Start(cfg Config, opts Options) (*Agent, error) {
 	}
 	a.node = node
 	node.AddLeaderHook(a.bootstrapAdmin)
+	node.AddLeaderHook(a.bootstrapCA)
 	node.AddLeaderHook(a.syncNodeRecords)
 	if err := a.startScheduler(); err != nil {
 		a.stop(context.Background(), false)

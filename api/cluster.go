@@ -1,6 +1,8 @@
 package api
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 
@@ -142,5 +144,23 @@ func (s *Server) clusterRaft(w http.ResponseWriter, r *http.Request) error {
 		out.Peers = append(out.Peers, RaftPeer{Name: sv.ID, Address: sv.Address, Zone: zones[sv.ID], Role: role, Healthy: sv.Healthy})
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// clusterCA serves the cluster CA's certificate (PEM): clients trust it to
+// verify the nodes' TLS endpoints (`heroku run` reads NODE_EXTRA_CA_CERTS).
+func (s *Server) clusterCA(w http.ResponseWriter, r *http.Request) error {
+	m, ok := s.b.Snap().Meta("cluster_ca")
+	if !ok {
+		return apiErr(http.StatusServiceUnavailable, "unavailable", "The cluster CA has not been created yet (the cluster is still forming).")
+	}
+	var ca struct {
+		Cert string `json:"cert"`
+	}
+	if err := json.Unmarshal(m.Value, &ca); err != nil || ca.Cert == "" {
+		return fmt.Errorf("reading the cluster CA: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write([]byte(ca.Cert))
 	return nil
 }

@@ -174,6 +174,7 @@ func (s *Server) routes() {
 	add("GET", "/cluster/nodes", "cluster.nodes", s.clusterNodes)
 	add("POST", "/cluster/nodes/{name}/drain", "cluster.drain", s.clusterDrain)
 	add("GET", "/cluster/raft", "cluster.raft", s.clusterRaft)
+	r.Handle("/cluster/ca", s.wrap("cluster.ca", tokenOnly, s.clusterCA)).Methods("GET")
 }
 
 // statusWriter records the status for logs and metrics.

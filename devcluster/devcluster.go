@@ -258,7 +258,10 @@ export HEROKU_API_KEY=%s
 # The heroku CLI also asks this host (normally particleboard.heroku.com)
 # about the account; without it every 'heroku apps' waits ~6 s offline.
 export HEROKU_PARTICLEBOARD_URL=%s
-`, c.opts.Dir, n.API, c.token, n.Router, c.opts.Domain, n.API, c.token, n.API)
+# The cluster CA, so 'heroku run' (Node.js) and 'slipway run' trust the nodes.
+export NODE_EXTRA_CA_CERTS=%s/ca.pem
+export SLIPWAY_CA_FILE=%s/ca.pem
+`, c.opts.Dir, n.API, c.token, n.Router, c.opts.Domain, n.API, c.token, n.API, c.opts.Dir, c.opts.Dir)
 }
 
 func (c *Cluster) writeFiles() error {
@@ -269,25 +272,38 @@ func (c *Cluster) writeFiles() error {
 	return agent.WriteSecretFile(filepath.Join(c.opts.Dir, "nodes.json"), string(b)+"\n")
 }
 
-// WaitReady waits until a node reports a leader and the admin token works.
+// WaitReady waits until a node reports a leader, the admin token works and
+// the cluster CA exists; it writes the CA to DIR/ca.pem.
 func (c *Cluster) WaitReady(ctx context.Context) error {
 	client := &http.Client{Timeout: 2 * time.Second}
+	get := func(url string) ([]byte, int, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, 0, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return b, resp.StatusCode, err
+	}
 	for {
 		for _, n := range c.Nodes() {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.API+"/cluster/raft", nil)
-			req.Header.Set("Authorization", "Bearer "+c.token)
-			resp, err := client.Do(req)
-			if err != nil {
+			b, code, err := get(n.API + "/cluster/raft")
+			if err != nil || code != http.StatusOK {
 				continue
 			}
 			var st struct {
 				Leader string `json:"leader"`
 			}
-			_ = json.NewDecoder(resp.Body).Decode(&st)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && st.Leader != "" {
-				return nil
+			if json.Unmarshal(b, &st) != nil || st.Leader == "" {
+				continue
 			}
+			ca, code, err := get(n.API + "/cluster/ca")
+			if err != nil || code != http.StatusOK {
+				continue
+			}
+			return agent.WriteSecretFile(filepath.Join(c.opts.Dir, "ca.pem"), string(ca))
 		}
 		select {
 		case <-ctx.Done():

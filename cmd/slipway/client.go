@@ -64,6 +64,10 @@ func addClientCommandsWith(root *cobra.Command, env *clientEnv) {
 		env.rollbackCommand(),
 
 		env.scaleCommand(),
+		env.psCommand(),
+		env.psRestartCommand(),
+		env.psStopCommand(),
+		env.runDetachedCommand(),
 
 		env.domainsCommand(),
 		env.domainsAddCommand(),
