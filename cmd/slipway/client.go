@@ -68,6 +68,7 @@ func addClientCommandsWith(root *cobra.Command, env *clientEnv) {
 		env.psRestartCommand(),
 		env.psStopCommand(),
 		env.runDetachedCommand(),
+		env.runCommand(),
 
 		env.domainsCommand(),
 		env.domainsAddCommand(),
