@@ -184,7 +184,7 @@ func renameDefaultDomain(tx *memdb.Txn, app *App, h string, c *Command) *Error {
 // appTables are the tables whose records belong to an app (index "app").
 // Deleting an app's dynos makes every supervisor stop its processes.
 func appTables() []string {
-	return []string{tReleases, tSlugs, tFormation, tDomains, tFeatures, tDynos, tDrains, tCerts}
+	return []string{tReleases, tSlugs, tFormation, tDomains, tFeatures, tDynos, tDrains, tCerts, tBuilds, tRepos}
 }
 
 func applyAppDelete(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {

@@ -109,9 +109,12 @@ func applyBlobReplicas(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 }
 
 // BlobDelete forgets a blob (garbage collection); nodes then delete their
-// copies.
+// copies. With IfUpdatedAt, the blob is only forgotten if its record has not
+// changed since (a Put of the same content refreshes it): otherwise the
+// command fails with conflict.
 type BlobDelete struct {
-	Digest string `json:"digest"`
+	Digest      string     `json:"digest"`
+	IfUpdatedAt *time.Time `json:"if_updated_at,omitempty"`
 }
 
 func applyBlobDelete(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
@@ -122,6 +125,9 @@ func applyBlobDelete(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 	b, ok := txFirst[Blob](tx, tBlobs, indexID, p.Digest)
 	if !ok {
 		return nil, notFound("blob")
+	}
+	if p.IfUpdatedAt != nil && !p.IfUpdatedAt.Equal(b.UpdatedAt) {
+		return nil, Errorf(CodeConflict, "Blob %s changed since %s; not deleted.", p.Digest, p.IfUpdatedAt.Format(time.RFC3339Nano))
 	}
 	if err := tx.Delete(tBlobs, b); err != nil {
 		return nil, Errorf("internal", "deleting blob: %v", err)

@@ -60,6 +60,11 @@ type Dyno struct {
 	StateAt   time.Time  `json:"state_at"` // when State last changed
 	// UpAt is when the current instance came up (zero if it has not).
 	UpAt time.Time `json:"up_at,omitempty"`
+	// SlugDigest, when set, is the slug archive the dyno runs instead of
+	// its release's (a build dyno runs the builder, and has no release);
+	// BuildID is the build a build dyno compiles (fsm/builds.go).
+	SlugDigest string `json:"slug_digest,omitempty"`
+	BuildID    string `json:"build_id,omitempty"`
 }
 
 const tDynos = "dynos"
@@ -224,6 +229,9 @@ func applyDynoPlan(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 		nd.Stop, nd.UpdatedAt = true, c.At
 		if nd.Node == "" { // never placed: nothing runs
 			nd.State, nd.StateAt = DynoDown, c.At
+			if e := phaseDynoEnded(tx, &nd, c); e != nil {
+				return nil, e
+			}
 		}
 		if e := putDyno(tx, &nd); e != nil {
 			return nil, e
@@ -238,6 +246,9 @@ func applyDynoPlan(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 		}
 		if err := tx.Delete(tDynos, d); err != nil {
 			return nil, Errorf("internal", "deleting dyno: %v", err)
+		}
+		if e := phaseDynoEnded(tx, d, c); e != nil {
+			return nil, e
 		}
 		res.Removed++
 	}
@@ -303,6 +314,11 @@ func applyDynoReport(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 	nd.ExitStatus, nd.Reason = p.ExitStatus, truncate(p.Reason, 512)
 	if e := putDyno(tx, &nd); e != nil {
 		return nil, e
+	}
+	if nd.State == DynoCrashed || nd.State == DynoDown {
+		if e := phaseDynoEnded(tx, &nd, c); e != nil {
+			return nil, e
+		}
 	}
 	return &nd, nil
 }
@@ -417,6 +433,9 @@ func applyDynoStop(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 		nd.Stop, nd.UpdatedAt = true, c.At
 		if nd.Node == "" {
 			nd.State, nd.StateAt = DynoDown, c.At
+			if e := phaseDynoEnded(tx, &nd, c); e != nil {
+				return nil, e
+			}
 		}
 		if e := putDyno(tx, &nd); e != nil {
 			return nil, e

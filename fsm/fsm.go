@@ -203,7 +203,7 @@ func handlerFor(typ string) handler {
 	case CmdAdminBootstrap:
 		return applyAdminBootstrap
 	}
-	for _, more := range []func(string) handler{dynoHandler, blobHandler, drainHandler, certHandler} {
+	for _, more := range []func(string) handler{dynoHandler, blobHandler, drainHandler, certHandler, buildHandler} {
 		if h := more(typ); h != nil {
 			return h
 		}

@@ -60,7 +60,7 @@ func compound(fields ...memdb.Indexer) memdb.Indexer {
 // area (dynos, blobs, logs, certificates) from their own files.
 func tables() map[string]table {
 	t := coreTables()
-	for _, more := range []map[string]table{dynoTables(), blobTables(), drainTables(), certTables()} {
+	for _, more := range []map[string]table{dynoTables(), blobTables(), drainTables(), certTables(), buildTables()} {
 		for name, tb := range more {
 			t[name] = tb
 		}
