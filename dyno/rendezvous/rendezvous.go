@@ -125,23 +125,26 @@ func (s *Server) handle(ctx context.Context, c *tls.Conn) error {
 		return err
 	}
 	defer stream.Close()
-	done := make(chan struct{}, 2)
+	// The session lasts as long as the dyno's output: the client's input
+	// may end first (stdin at EOF) without ending the session.
+	outDone := make(chan struct{})
 	go func() {
 		// Client → dyno. Anything the reader buffered past the secret
-		// line belongs to the dyno.
-		_, _ = io.Copy(stream, br)
-		if cw, ok := stream.(interface{ CloseWrite() error }); ok {
+		// line belongs to the dyno. End of input is passed on; a client
+		// that vanished hangs the dyno up.
+		if _, err := io.Copy(stream, br); err != nil {
+			stream.Close()
+		} else if cw, ok := stream.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		}
-		done <- struct{}{}
 	}()
 	go func() {
+		defer close(outDone)
 		_, _ = io.Copy(c, stream)
 		_ = c.CloseWrite()
-		done <- struct{}{}
 	}()
 	select {
-	case <-done: // the dyno's output ended (it exited) or the client left
+	case <-outDone: // the dyno exited, or the client left (writes failed)
 	case <-ctx.Done():
 	}
 	return nil

@@ -131,3 +131,37 @@ func TestRendezvousRejectsUnknownSecret(t *testing.T) {
 		t.Fatalf("got %q", b)
 	}
 }
+
+func TestSessionOutlivesClientInput(t *testing.T) {
+	s, d := oneOff(t, "s3cret")
+	s.apply(fsm.CmdDynoPlan, fsm.DynoPlan{Place: []fsm.Placement{{ID: d.ID, Node: "n1", Instance: uuid.NewString()}}}, nil)
+	// A dyno that prints after its input has ended.
+	slow := func(ctx context.Context, d *fsm.Dyno) (io.ReadWriteCloser, error) {
+		a, b := net.Pipe()
+		go func() {
+			io.Copy(io.Discard, b)
+		}()
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			io.WriteString(b, "late output\n")
+			b.Close()
+		}()
+		return a, nil
+	}
+	addr, cfg := server(t, s, slow)
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "s3cret\r\n")
+	br := bufio.NewReader(c)
+	if first, _ := br.ReadString('\n'); first != "rendezvous\r\n" {
+		t.Fatalf("first line %q", first)
+	}
+	c.CloseWrite() // stdin at EOF
+	rest, _ := io.ReadAll(br)
+	if string(rest) != "late output\n" {
+		t.Fatalf("after the client's input ended: %q", rest)
+	}
+}
