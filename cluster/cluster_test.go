@@ -385,3 +385,32 @@ func TestGossipReconnectsAfterPartitionHeals(t *testing.T) {
 		return nil
 	})
 }
+
+// A leader serves linearizable reads only once an entry of its own term is
+// committed: before that its commit index may miss writes a previous leader
+// acknowledged (the drills caught stale reads right after a leader change).
+func TestReadIndexWaitsForTheLeadersFirstCommit(t *testing.T) {
+	h := clustertest.New(t, clustertest.Options{HoldTimeout: time.Second})
+	startThree(t, h)
+	leader := h.Leader(wait)
+	h.Eventually(wait, "reads ready", func() error {
+		_, err := leader.Node.ReadIndex(context.Background())
+		return err
+	})
+	cluster.SetReadsReady(leader.Node, false)
+	var follower *clustertest.Member
+	for _, m := range h.Running() {
+		if m.Name != leader.Name {
+			follower = m
+		}
+	}
+	for _, m := range []*clustertest.Member{leader, follower} {
+		if _, err := m.Node.ReadIndex(context.Background()); err == nil {
+			t.Fatalf("%s: ReadIndex answered before the leader's first commit of its term", m.Name)
+		}
+	}
+	cluster.SetReadsReady(leader.Node, true)
+	if _, err := follower.Node.ReadIndex(context.Background()); err != nil {
+		t.Fatalf("after the first commit: %v", err)
+	}
+}

@@ -16,6 +16,10 @@ import (
 // maxCommand bounds a command's encoded size.
 const maxCommand = 2 << 20
 
+// forwardAttemptTimeout bounds one forwarded apply (the hold timeout bounds
+// all of them).
+const forwardAttemptTimeout = 3 * time.Second
+
 // ErrNoLeader means no leader could be reached within the hold timeout: an
 // election is in progress, or this node is cut off from a quorum. Nothing
 // was applied by this attempt (a retry with the same command id is safe).
@@ -109,7 +113,10 @@ func (n *Node) forward(ctx context.Context, cmd []byte) (uint64, json.RawMessage
 	if err != nil {
 		return 0, nil, err
 	}
-	rctx, cancel := context.WithTimeout(ctx, n.cfg.HoldTimeout)
+	// Each attempt gets a short deadline: a leader that vanished (its
+	// address went dark) must not eat the whole hold timeout. A command
+	// that was applied but answered late is deduplicated on retry.
+	rctx, cancel := context.WithTimeout(ctx, forwardAttemptTimeout)
 	defer cancel()
 	resp, err := n.RPCRequest(rctx, http.MethodPost, addr, rpcApply, bytes.NewReader(cmd))
 	if err != nil {
@@ -140,9 +147,7 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 		var idx uint64
 		var err error
 		if n.IsLeader() {
-			if err = n.raft.VerifyLeader().Error(); err == nil {
-				idx = n.raft.CommitIndex()
-			}
+			idx, err = n.localReadIndex()
 		} else {
 			var addr string
 			if addr, err = n.leaderRPCAddr(); err == nil {
@@ -161,6 +166,23 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// localReadIndex is the leader's side of ReadIndex: confirm leadership with
+// a quorum, and only once an entry of the current term has been committed
+// (before that, a new leader's commit index can lag writes that a previous
+// leader acknowledged).
+func (n *Node) localReadIndex() (uint64, error) {
+	if !n.readsReady.Load() {
+		return 0, retryableError{errors.New("the new leader has not committed an entry of its term yet")}
+	}
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, retryableError{fmt.Errorf("verifying leadership: %w", err)}
+	}
+	if !n.readsReady.Load() {
+		return 0, retryableError{errors.New("leadership changed during the read")}
+	}
+	return n.raft.CommitIndex(), nil
 }
 
 // WaitForLinearizable blocks until the local state includes every write

@@ -52,6 +52,7 @@ func (n *Node) startLeading(wg *sync.WaitGroup) context.CancelFunc {
 func (n *Node) leaderLoop(ctx context.Context) {
 	n.log.Info("became leader")
 	defer n.log.Info("no longer leader")
+	defer n.readsReady.Store(false)
 	for {
 		if err := n.raft.Barrier(time.Minute).Error(); err == nil {
 			break
@@ -61,6 +62,9 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			n.log.Warn("leader barrier failed, retrying", "err", err)
 		}
 	}
+	// An entry of this term is committed and applied: the commit index is
+	// now current, so linearizable reads may use it.
+	n.readsReady.Store(true)
 	n.autopilot.Start(ctx)
 	n.hooksMu.Lock()
 	hooks := append([]func(context.Context){}, n.leaderHooks...)

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -49,9 +50,13 @@ type Node struct {
 	rpcToken  string
 
 	notifyCh chan bool
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// readsReady is set once this node, as leader, has committed an entry of
+	// its own term (the barrier at the start of leaderLoop): before that its
+	// commit index may be stale, so it must not serve ReadIndex.
+	readsReady atomic.Bool
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 
 	hooksMu     sync.Mutex
 	leaderHooks []func(ctx context.Context)

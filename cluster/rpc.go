@@ -40,6 +40,9 @@ func (n *Node) startRPC() error {
 	n.rpcServer = &http.Server{Handler: n.authenticate(n.rpcMux), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	n.rpcClient = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			// A dark address must fail fast; peers answer in milliseconds.
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
 			return c.Network.Dial(ctx, addr)
 		},
 		MaxIdleConnsPerHost: 32,
@@ -210,9 +213,10 @@ func (n *Node) handleReadIndex(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, applyResponse{Error: errNotLeader, Leader: n.Leader()})
 		return
 	}
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	idx, err := n.localReadIndex()
+	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, applyResponse{Error: errNotLeader})
 		return
 	}
-	writeJSON(w, http.StatusOK, applyResponse{Index: n.raft.CommitIndex()})
+	writeJSON(w, http.StatusOK, applyResponse{Index: idx})
 }
