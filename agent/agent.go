@@ -21,8 +21,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/slipwayhq/slipway/api"
+	"github.com/slipwayhq/slipway/blob"
 	"github.com/slipwayhq/slipway/cluster"
+	"github.com/slipwayhq/slipway/dyno"
 	"github.com/slipwayhq/slipway/fsm"
+	"github.com/slipwayhq/slipway/logplex"
 )
 
 // Agent is a running node.
@@ -35,6 +38,9 @@ type Agent struct {
 	httpSrv *http.Server
 	apiLn   net.Listener
 	metrics *Metrics
+	blobs   *blob.Store       // the node's blob store (agent/blob.go)
+	logs    *logplex.Pipeline // the node's log Sink (agent/logs.go)
+	dynos   *dyno.Supervisor  // the node's dyno supervisor (agent/dynos.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -115,16 +121,32 @@ func Start(cfg Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.node = node
+	a.startLogs(opts.Version)
 	node.AddLeaderHook(a.bootstrapAdmin)
 	node.AddLeaderHook(a.bootstrapCA)
 	node.AddLeaderHook(a.syncNodeRecords)
+	if err := a.startBlobs(); err != nil {
+		a.stop(context.Background(), false)
+		return nil, err
+	}
 	if err := a.startScheduler(); err != nil {
 		a.stop(context.Background(), false)
 		return nil, err
 	}
+	if err := a.startDynos(); err != nil {
+		a.stop(context.Background(), false)
+		return nil, err
+	}
+	if err := a.startRendezvous(opts.Network); err != nil {
+		a.stop(context.Background(), false)
+		return nil, fmt.Errorf("rendezvous listener: %w", err)
+	}
 
+	a.startRouter(opts.Network)
 	a.api = api.New(a, api.Options{Domain: cfg.Domain, APIURL: cfg.apiURL(), RouterURL: cfg.routerURL(), RendezvousAddr: cfg.rendezvousAddr(),
-		Version: opts.Version, Logger: log.With("component", "api"), Metrics: m.Handler()})
+		Version: opts.Version, Logger: log.With("component", "api"), Metrics: m.Handler(), Events: a.logs, Logs: a.logs,
+		Blobs: a.blobs, BlobURLKey: blobURLKey(key)})
+	a.startDeploy()
 	ln, err := listen(opts.Network, net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Ports.API)))
 	if err != nil {
 		a.stop(context.Background(), false)
@@ -132,6 +154,7 @@ func Start(cfg Config, opts Options) (*Agent, error) {
 	}
 	a.apiLn = ln
 	a.httpSrv = &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	a.httpSrv.RegisterOnShutdown(a.logs.CloseSessions)
 	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()

@@ -73,6 +73,9 @@ type Config struct {
 	// memory) and the host ports dynos listen on.
 	DynoMemoryMB int    `json:"dyno_memory_mb"`
 	DynoPorts    string `json:"dyno_ports"` // "30000-39999"
+
+	// Blobs tunes the blob store (agent/blob.go).
+	Blobs BlobConfig `json:"blobs"`
 	// DynoCycle is how often every dyno is restarted (Heroku: 24 h, plus
 	// up to 15% jitter).
 	DynoCycle Duration `json:"dyno_cycle"`
@@ -80,6 +83,8 @@ type Config struct {
 	// after its 1st, 2nd, ... consecutive crash (the last repeats).
 	// Default Heroku's: "0s,20m,40m,60m,180m,320m".
 	DynoRestartBackoff string `json:"dyno_restart_backoff"`
+	// DynoSettings: the dyno supervisor and runtime (agent/dynos.go).
+	DynoSettings
 }
 
 // Ports are a node's listening ports.
@@ -264,6 +269,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DynoMemoryMB < 0 {
 		errs = append(errs, errors.New("dyno_memory_mb must not be negative"))
+	}
+	if err := c.DynoSettings.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -118,6 +118,7 @@ func (s *Server) appCreate(w http.ResponseWriter, r *http.Request) error {
 		if cur, ok := snap.App(a.ID); ok {
 			a = *cur
 		}
+		s.appCreateEvents(r, snap, &a)
 		writeJSON(w, http.StatusCreated, s.renderApp(snap, &a))
 		return nil
 	}
@@ -153,6 +154,7 @@ func (s *Server) appUpdate(w http.ResponseWriter, r *http.Request) error {
 	if err := res.Decode(&out); err != nil {
 		return err
 	}
+	s.appUpdateEvents(r, a, &out)
 	writeJSON(w, http.StatusOK, s.renderApp(s.b.Snap(), &out))
 	return nil
 }

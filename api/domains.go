@@ -36,7 +36,7 @@ func (s *Server) domainInfo(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) domainCreate(w http.ResponseWriter, r *http.Request) error {
-	_, a, err := s.lookupApp(r)
+	snap, a, err := s.lookupApp(r)
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,11 @@ func (s *Server) domainCreate(w http.ResponseWriter, r *http.Request) error {
 		return e
 	}
 	if req.SNIEndpoint != nil && *req.SNIEndpoint != "" {
-		return notFound("SNI endpoint")
+		// heroku domains:add names the app's SNI endpoint when it has one;
+		// the routers pick certificates by SNI, so it only has to exist.
+		if _, ok := snap.Cert(a.ID, *req.SNIEndpoint); !ok {
+			return notFound("SNI endpoint")
+		}
 	}
 	d := fsm.Domain{ID: uuid.NewString(), AppID: a.ID, Hostname: h, CName: DefaultHostname(a.Name, s.opts.Domain)}
 	res, err := s.submit(r, fsm.CmdDomainCreate, fsm.DomainCreate{Domain: d})
@@ -60,6 +64,7 @@ func (s *Server) domainCreate(w http.ResponseWriter, r *http.Request) error {
 	if err := res.Decode(&out); err != nil {
 		return err
 	}
+	s.event(r, a, "Add %s domain", out.Hostname)
 	writeJSON(w, http.StatusCreated, s.renderDomain(a, &out))
 	return nil
 }
@@ -76,6 +81,7 @@ func (s *Server) domainDelete(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.submit(r, fsm.CmdDomainDelete, fsm.DomainDelete{AppID: a.ID, DomainID: d.ID}); err != nil {
 		return err
 	}
+	s.event(r, a, "Remove %s domain", d.Hostname)
 	writeJSON(w, http.StatusOK, s.renderDomain(a, d))
 	return nil
 }

@@ -197,3 +197,58 @@ func (s *Server) dynoCreate(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 }
+
+// ClusterDyno is an entry of GET /cluster/dynos: where a dyno runs, for
+// operators.
+type ClusterDyno struct {
+	ID       string    `json:"id"`
+	App      Ref       `json:"app"`
+	Name     string    `json:"name"`
+	Type     string    `json:"type"`
+	State    string    `json:"state"`
+	Node     string    `json:"node"`
+	Zone     string    `json:"zone"`
+	Addr     string    `json:"addr"`
+	Port     int       `json:"port"`
+	Instance string    `json:"instance"`
+	Stop     bool      `json:"stop"`
+	Crashes  int       `json:"crashes"`
+	Release  Release0  `json:"release"`
+	StateAt  time.Time `json:"state_at"`
+}
+
+func renderClusterDyno(snap *fsm.Snap, d *fsm.Dyno) ClusterDyno {
+	app := Ref{ID: d.AppID}
+	if a, ok := snap.App(d.AppID); ok {
+		app.Name = a.Name
+	}
+	return ClusterDyno{ID: d.ID, App: app, Name: d.Name, Type: d.Type, State: d.State, Node: d.Node, Zone: d.Zone,
+		Addr: d.Addr, Port: d.Port, Instance: d.Instance, Stop: d.Stop, Crashes: d.Crashes,
+		Release: Release0{ID: d.ReleaseID, Version: d.Version}, StateAt: d.StateAt}
+}
+
+func (s *Server) clusterDynos(w http.ResponseWriter, r *http.Request) error {
+	if err := requireAdmin(r); err != nil {
+		return err
+	}
+	snap := s.b.Snap()
+	out := []ClusterDyno{}
+	for _, d := range snap.AllDynos() {
+		out = append(out, renderClusterDyno(snap, d))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) clusterDyno(w http.ResponseWriter, r *http.Request) error {
+	if err := requireAdmin(r); err != nil {
+		return err
+	}
+	snap := s.b.Snap()
+	d, ok := snap.DynoByID(mux.Vars(r)["id"])
+	if !ok {
+		return notFound("dyno")
+	}
+	writeJSON(w, http.StatusOK, renderClusterDyno(snap, d))
+	return nil
+}

@@ -74,6 +74,7 @@ func (s *Server) applyFormation(w http.ResponseWriter, r *http.Request, a *fsm.A
 	if err := res.Decode(&out); err != nil {
 		return err
 	}
+	s.formationEvent(r, a, out)
 	if single && len(out) == 1 {
 		writeJSON(w, http.StatusOK, renderFormation(a, out[0]))
 		return nil

@@ -93,13 +93,3 @@ func (s *Server) addonList(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, []any{})
 	return nil
 }
-
-// sniEndpointList: certificates are not managed per app yet, so an app has
-// no SNI endpoints (`heroku domains:add` requires the endpoint).
-func (s *Server) sniEndpointList(w http.ResponseWriter, r *http.Request) error {
-	if _, _, err := s.lookupApp(r); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, []any{})
-	return nil
-}

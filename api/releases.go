@@ -66,6 +66,7 @@ func (s *Server) configUpdate(w http.ResponseWriter, r *http.Request) error {
 	if err := res.Decode(&out); err != nil {
 		return err
 	}
+	s.releaseEvents(r, a, out.Release)
 	writeConfig(w, out.Vars)
 	return nil
 }
@@ -155,6 +156,7 @@ func (s *Server) releaseCreate(w http.ResponseWriter, r *http.Request) error {
 	if err := res.Decode(&rel); err != nil {
 		return err
 	}
+	s.releaseEvents(r, a, &rel)
 	snap = s.b.Snap()
 	writeJSON(w, http.StatusCreated, s.renderRelease(snap, a, &rel, currentID(snap, a.ID)))
 	return nil

@@ -21,6 +21,7 @@ import (
 
 	"github.com/slipwayhq/slipway/cluster"
 	"github.com/slipwayhq/slipway/fsm"
+	"github.com/slipwayhq/slipway/logplex"
 )
 
 // Backend is what the API needs from its node.
@@ -65,6 +66,20 @@ type Options struct {
 	// RendezvousAddr is this node's attach endpoint (host:port) for
 	// attached one-off dynos; empty disables attach.
 	RendezvousAddr string
+	// Events receives platform events (app[api] lines); nil: none.
+	Events logplex.Sink
+	// Logs serves log sessions, drain health and the log-input rate; nil:
+	// log sessions are unavailable.
+	Logs Logs
+	// Blobs stores slug tarballs (api/slugs.go); nil: uploads answer 503.
+	Blobs BlobStore
+	// BlobURLKey signs slug blob URLs; nodes sharing it accept each other's
+	// URLs. Empty: a random key (URLs then work on this node until restart).
+	BlobURLKey []byte
+	// MaxSlugBytes bounds slug tarballs (default 500 MB, as Heroku's);
+	// BlobURLTTL is how long blob URLs last (default 1 h).
+	MaxSlugBytes int64
+	BlobURLTTL   time.Duration
 }
 
 // Server is the HTTP API.
@@ -73,6 +88,8 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 	r    *mux.Router
+	// deployer serves builds and git (api/builds.go).
+	deployer deployerSlot
 }
 
 type ctxKey int
@@ -109,6 +126,9 @@ func (s *Server) routes() {
 		return apiErr(http.StatusNotFound, "not_found", "The requested API endpoint was not found. Are you using the right HTTP verb (i.e. `GET` vs. `POST`), and did you specify your intended version with the `Accept` header?")
 	})
 	r.MethodNotAllowedHandler = r.NotFoundHandler
+	// Paths are matched as sent: a log drain's URL travels percent-encoded
+	// in the path (heroku drains:remove), and cleaning "//" would mangle it.
+	r.SkipClean(true)
 	r.Handle("/health", s.wrap("health", public, s.health)).Methods("GET")
 	if s.opts.Metrics != nil {
 		// Scrapers send their own Accept header, so no Platform API check.
@@ -147,6 +167,10 @@ func (s *Server) routes() {
 
 	add("GET", "/apps/{app}/addons", "add-on.list", s.addonList)
 	add("GET", "/apps/{app}/sni-endpoints", "sni-endpoint.list", s.sniEndpointList)
+	add("POST", "/apps/{app}/sni-endpoints", "sni-endpoint.create", s.sniEndpointCreate)
+	add("GET", "/apps/{app}/sni-endpoints/{sni}", "sni-endpoint.info", s.sniEndpointInfo)
+	add("PATCH", "/apps/{app}/sni-endpoints/{sni}", "sni-endpoint.update", s.sniEndpointUpdate)
+	add("DELETE", "/apps/{app}/sni-endpoints/{sni}", "sni-endpoint.delete", s.sniEndpointDelete)
 
 	add("GET", "/apps/{app}/dynos", "dyno.list", s.dynoList)
 	add("POST", "/apps/{app}/dynos", "dyno.create", s.dynoCreate)
@@ -174,6 +198,11 @@ func (s *Server) routes() {
 	add("GET", "/cluster/nodes", "cluster.nodes", s.clusterNodes)
 	add("POST", "/cluster/nodes/{name}/drain", "cluster.drain", s.clusterDrain)
 	add("GET", "/cluster/raft", "cluster.raft", s.clusterRaft)
+	add("GET", "/cluster/dynos", "cluster.dynos", s.clusterDynos)
+	add("GET", "/cluster/dynos/{id}", "cluster.dyno", s.clusterDyno)
+	s.logRoutes(add)
+	s.slugRoutes(r, add)
+	s.buildRoutes(r, add)
 	r.Handle("/cluster/ca", s.wrap("cluster.ca", tokenOnly, s.clusterCA)).Methods("GET")
 }
 
@@ -381,6 +410,20 @@ func (s *Server) authenticate(r *http.Request) (*fsm.User, error) {
 	}
 	snap := s.b.Snap()
 	t, ok := snap.TokenByHash(HashToken(tok))
+	if !ok {
+		// This replica may not have the token yet (a node that just
+		// restarted replays its state): confirm with the leader before
+		// refusing, and say "unavailable", not "unauthorized", if that
+		// cannot be done.
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		err := s.b.Linearize(ctx)
+		cancel()
+		if err != nil {
+			return nil, apiErr(http.StatusServiceUnavailable, "unavailable", "This node cannot check credentials right now (it is catching up with the cluster); retry shortly.")
+		}
+		snap = s.b.Snap()
+		t, ok = snap.TokenByHash(HashToken(tok))
+	}
 	if !ok || (t.ExpiresAt != nil && s.opts.Now().After(*t.ExpiresAt)) {
 		return nil, apiErr(http.StatusUnauthorized, "unauthorized", "Invalid credentials provided.")
 	}

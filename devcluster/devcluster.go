@@ -142,8 +142,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		cfg.DataDir = filepath.Join(opts.Dir, name)
 		cfg.BindAddr, cfg.AdvertiseAddr = "127.0.0.1", "127.0.0.1"
 		cfg.Ports = agent.Ports{API: base, Raft: base + 1, Gossip: base + 2, RPC: base + 3, WAN: base + 4, Router: base + 5, RouterTLS: base + 6, Rendezvous: base + 7}
-		// All nodes share 127.0.0.1: give each its own dyno ports.
-		cfg.DynoPorts = fmt.Sprintf("%d-%d", 30000+1000*i, 30000+1000*i+999)
+		// All nodes share 127.0.0.1: give each its own 100 dyno ports,
+		// placed by the base port so that two dev clusters on one machine
+		// (different --base-port) do not hand out the same ports.
+		first := 30000 + ((opts.BasePort/10+i)%350)*100
+		cfg.DynoPorts = fmt.Sprintf("%d-%d", first, first+99)
 		cfg.Join = gossip
 		cfg.JoinWAN = []string{fmt.Sprintf("127.0.0.1:%d", opts.BasePort+4)}
 		cfg.BootstrapExpect, cfg.Voters = expect, voters
@@ -151,6 +154,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		cfg.EncryptKey = key
 		cfg.InitialAdminTokenFile = filepath.Join(opts.Dir, "admin-token")
 		cfg.FastGossip = true
+		// Stopping `slipway dev` stops the dynos too (a real node leaves them
+		// running for its next agent to adopt).
+		cfg.DynoStopOnExit = true
 		cfg.ServerStabilization = agent.Duration{Duration: 5 * time.Second}
 		cfg.DeadServerGrace = agent.Duration{Duration: 30 * time.Minute}
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {

@@ -129,6 +129,9 @@ func (d *dev) launch() {
 	d.done = make(chan struct{})
 	d.cmd = exec.Command(slipwayBin, "dev", "--data", d.dir, "--base-port", fmt.Sprint(d.base), "--nodes", fmt.Sprint(d.n))
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	// If the test binary dies (a panic, go test's timeout), the cluster
+	// goes with it: dev stops its nodes on SIGTERM.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -95,3 +95,54 @@ func TestHerokuCLICompatibility(t *testing.T) {
 		t.Fatalf("wrong token: err %v\n%s", err, out)
 	}
 }
+
+// TestHerokuCLIDynos: ps, ps:scale, ps:restart, run:detached and an
+// attached run through the rendezvous endpoint, with the unmodified CLI.
+func TestHerokuCLIDynos(t *testing.T) {
+	bin := herokuCLI(t)
+	d := startDev(t, 3, "")
+	t.Cleanup(func() { killDynoProcesses(d.dir) })
+	deployWebapp(t, d, "herodyno")
+	upDynos(t, d, "herodyno", "web", 1)
+	api := d.node("node-3").API
+	env := []string{
+		"HOME=" + t.TempDir(), "HEROKU_HOST=" + api, "HEROKU_API_KEY=" + d.token,
+		"HEROKU_PARTICLEBOARD_URL=" + api, "DISABLE_TELEMETRY=true",
+		"HEROKU_SKIP_NEW_VERSION_CHECK=true", "HEROKU_DISABLE_AUTOUPDATE=1", "NO_COLOR=1",
+	}
+	heroku := func(args ...string) string {
+		t.Helper()
+		out, err := d.run(env, bin, args...)
+		if err != nil {
+			t.Fatalf("heroku %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	expect := func(out string, patterns ...string) {
+		t.Helper()
+		for _, p := range patterns {
+			if !regexp.MustCompile(p).MatchString(out) {
+				t.Fatalf("output lacks %q:\n%s", p, out)
+			}
+		}
+	}
+	expect(heroku("ps", "-a", "herodyno"), `=== web \(Basic\): bin/web \(1\)`, `web\.1: up`)
+	expect(heroku("ps:scale", "web=2", "-a", "herodyno"), `Scaling dynos\.\.\. done, now running web at 2:Basic`)
+	upDynos(t, d, "herodyno", "web", 2)
+	expect(heroku("ps", "-a", "herodyno"), `web\.1: up`, `web\.2: up`)
+	expect(heroku("ps:restart", "-a", "herodyno"), `Restarting all dynos on ⬢?\s?herodyno\.\.\. done`)
+	upDynos(t, d, "herodyno", "web", 2)
+	expect(heroku("run:detached", "-a", "herodyno", "echo", "detached-output"), `Running .*echo detached-output.* on ⬢?\s?herodyno\.\.\. done, run\.\d+`)
+	out := heroku("run", "-a", "herodyno", "--exit-code", "--", "echo", "hello from $DYNO")
+	expect(out, `hello from run\.\d+`)
+	// A failing command's status comes back with --exit-code.
+	out, err := d.run(env, bin, "run", "-a", "herodyno", "--exit-code", "--", "exit 7")
+	if err == nil || !strings.Contains(out, "7") {
+		t.Fatalf("exit status not passed back: %v\n%s", err, out)
+	}
+	// slipway run does the same.
+	sout, err := d.run(nil, slipwayBin, "run", "-a", "herodyno", "--", "echo", "slipway-run-works")
+	if err != nil || !strings.Contains(sout, "slipway-run-works") {
+		t.Fatalf("slipway run: %v\n%s", err, sout)
+	}
+}

@@ -62,6 +62,7 @@ func addClientCommandsWith(root *cobra.Command, env *clientEnv) {
 		env.releasesCommand(),
 		env.releasesInfoCommand(),
 		env.rollbackCommand(),
+		env.slugsCommand(), env.slugsInfoCommand(),
 
 		env.scaleCommand(),
 		env.psCommand(),
@@ -86,6 +87,9 @@ func addClientCommandsWith(root *cobra.Command, env *clientEnv) {
 		env.nodesDrainCommand(false),
 		env.raftCommand(),
 	)
+	root.AddCommand(env.logsCommands()...)
+	root.AddCommand(env.certsCommands()...)
+	root.AddCommand(env.buildsCommands()...)
 }
 
 // newAPIClient returns a client with the credentials from the environment

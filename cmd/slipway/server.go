@@ -182,7 +182,8 @@ func newDevCommand() *cobra.Command {
 
 Node i (from 1) listens on --base-port + 10*(i-1): +0 API, +1 Raft, +2 gossip,
 +3 internal RPC, +4 WAN gossip, +5 router HTTP, +6 router HTTPS, +7 rendezvous
-(heroku run). Node i's dynos use ports 30000+1000*(i-1) to +999.
+(heroku run). Each node's dynos get 100 ports above 30000, chosen from the
+base port (dynos listen on 127.0.0.1 too).
 
 It writes DIR/env (source it to point slipway and heroku at the cluster),
 DIR/nodes.json (each node's name, zone, pid, API and router URLs, and config
