@@ -58,7 +58,7 @@ func (s *Server) configUpdate(w http.ResponseWriter, r *http.Request) error {
 	if e := fsm.ValidConfigChanges(changes); e != nil {
 		return e
 	}
-	res, err := s.submit(r, fsm.CmdConfigUpdate, fsm.ConfigUpdate{AppID: a.ID, Changes: changes, ReleaseID: uuid.NewString()})
+	res, err := s.submit(r, fsm.CmdConfigUpdate, fsm.ConfigUpdate{AppID: a.ID, Changes: changes, ReleaseID: uuid.NewString(), ReleaseDynoID: uuid.NewString()})
 	if err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ func (s *Server) releaseCreate(w http.ResponseWriter, r *http.Request) error {
 		if !ok {
 			return notFound("release")
 		}
-		res, err = s.submit(r, fsm.CmdReleaseRollback, fsm.ReleaseRollback{AppID: a.ID, TargetID: target.ID, ReleaseID: uuid.NewString()})
+		res, err = s.submit(r, fsm.CmdReleaseRollback, fsm.ReleaseRollback{AppID: a.ID, TargetID: target.ID, ReleaseID: uuid.NewString(), ReleaseDynoID: uuid.NewString()})
 	case req.Slug != nil:
 		desc := ""
 		if req.Description != nil {
@@ -145,7 +145,7 @@ func (s *Server) releaseCreate(w http.ResponseWriter, r *http.Request) error {
 				return invalidParams("Description is too long (maximum is %d characters).", fsm.MaxDescriptionLen)
 			}
 		}
-		res, err = s.submit(r, fsm.CmdReleaseCreate, fsm.ReleaseCreate{AppID: a.ID, ReleaseID: uuid.NewString(), SlugID: *req.Slug, Description: desc})
+		res, err = s.submit(r, fsm.CmdReleaseCreate, fsm.ReleaseCreate{AppID: a.ID, ReleaseID: uuid.NewString(), SlugID: *req.Slug, Description: desc, ReleaseDynoID: uuid.NewString()})
 	default:
 		return invalidParams("slug can't be blank (or send release to roll back).")
 	}

@@ -262,7 +262,7 @@ func applyConfigUpdate(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 	if cr := txCurrentRelease(tx, app.ID); cr != nil {
 		slugID = cr.SlugID
 	}
-	rel, e := newRelease(tx, app, p.ReleaseID, slugID, next, configDescription(set, removed), ReleaseSucceeded, c)
+	rel, e := releaseWithPhase(tx, app, p.ReleaseID, slugID, next, configDescription(set, removed), p.ReleaseDynoID, c)
 	if e != nil {
 		return nil, e
 	}

@@ -64,6 +64,47 @@ func newRelease(tx *memdb.Txn, app *App, id, slugID string, config map[string]st
 	return rel, nil
 }
 
+// releaseWithPhase records a new release of slugID. When the slug has a
+// `release` process type and the proposer named the dyno to run it
+// (releaseDynoID), the release starts pending and a release-phase one-off
+// dyno decides it (phaseDynoEnded): it becomes current only if that command
+// succeeds — for every kind of release, as Heroku's release phase: deploys,
+// config changes, rollbacks and releases of uploaded slugs. Without a
+// release type (or a dyno id, from an older proposer) it succeeds at once.
+func releaseWithPhase(tx *memdb.Txn, app *App, id, slugID string, config map[string]string, desc, releaseDynoID string, c *Command) (*Release, *Error) {
+	releaseCmd := ""
+	if slugID != "" {
+		if sl, ok := txFirst[Slug](tx, tSlugs, indexID, slugID); ok {
+			releaseCmd = sl.ProcessTypes[DynoTypeRelease]
+		}
+	}
+	if releaseCmd == "" || releaseDynoID == "" {
+		return newRelease(tx, app, id, slugID, config, desc, ReleaseSucceeded, c)
+	}
+	if e := requireID("release dyno", releaseDynoID); e != nil {
+		return nil, e
+	}
+	if _, ok := getDyno(tx, releaseDynoID); ok {
+		return nil, Errorf(CodeConflict, "A dyno with id %s already exists.", releaseDynoID)
+	}
+	rel, e := newRelease(tx, app, id, slugID, config, desc, ReleasePending, c)
+	if e != nil {
+		return nil, e
+	}
+	exp := c.At.Add(ReleasePhaseTimeout)
+	size := DefaultDynoSize
+	if f, ok := txFirst[Formation](tx, tFormation, indexAppKey, app.ID, "web"); ok {
+		size = f.Size
+	}
+	d := &Dyno{ID: releaseDynoID, AppID: app.ID, Name: fmt.Sprintf("release.%d", rel.Version), Type: DynoTypeRelease,
+		Command: releaseCmd, Size: size, ReleaseID: rel.ID, Version: rel.Version, OneOff: true, ExpiresAt: &exp,
+		State: DynoStarting, CreatedAt: c.At, UpdatedAt: c.At, StateAt: c.At}
+	if e := putDyno(tx, d); e != nil {
+		return nil, e
+	}
+	return rel, nil
+}
+
 // FormationID is the stable id of an app's formation entry for a type.
 func FormationID(appID, typ string) string {
 	return uuid.NewSHA1(uuid.MustParse(appID), []byte("formation/"+typ)).String()
@@ -222,18 +263,11 @@ func applyReleaseCreate(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 			desc = fmt.Sprintf("Deploy %.7s", slug.Commit)
 		}
 	}
-	status := p.Status
-	if status == "" {
-		status = ReleaseSucceeded
-	}
-	if status != ReleaseSucceeded && status != ReleasePending {
-		return nil, invalid("Release status must be %s or %s.", ReleaseSucceeded, ReleasePending)
-	}
 	var cfg map[string]string
 	if cv, ok := txFirst[ConfigVars](tx, tConfig, indexID, app.ID); ok {
 		cfg = cv.Vars
 	}
-	return newRelease(tx, app, p.ReleaseID, slug.ID, cfg, truncate(desc, MaxDescriptionLen), status, c)
+	return releaseWithPhase(tx, app, p.ReleaseID, slug.ID, cfg, truncate(desc, MaxDescriptionLen), p.ReleaseDynoID, c)
 }
 
 func applyReleaseRollback(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
@@ -262,7 +296,7 @@ func applyReleaseRollback(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 	if e := insert(tx, tConfig, &ConfigVars{AppID: app.ID, Vars: cfg, UpdatedAt: c.At}); e != nil {
 		return nil, e
 	}
-	return newRelease(tx, app, p.ReleaseID, target.SlugID, cfg, fmt.Sprintf("Rollback to v%d", target.Version), ReleaseSucceeded, c)
+	return releaseWithPhase(tx, app, p.ReleaseID, target.SlugID, cfg, fmt.Sprintf("Rollback to v%d", target.Version), p.ReleaseDynoID, c)
 }
 
 func applyFormationUpdate(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {

@@ -496,33 +496,14 @@ func applyBuildFinish(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 		if cv, ok := txFirst[ConfigVars](tx, tConfig, indexID, app.ID); ok {
 			cfg = cv.Vars
 		}
-		releaseCmd := sl.ProcessTypes[DynoTypeRelease]
-		status := ReleaseSucceeded
-		if releaseCmd != "" {
-			status = ReleasePending
+		if sl.ProcessTypes[DynoTypeRelease] != "" {
 			if e := requireID("release dyno", p.ReleaseDynoID); e != nil {
 				return nil, e
 			}
 		}
-		rel, e := newRelease(tx, app, p.ReleaseID, sl.ID, cfg, desc, status, c)
+		rel, e := releaseWithPhase(tx, app, p.ReleaseID, sl.ID, cfg, desc, p.ReleaseDynoID, c)
 		if e != nil {
 			return nil, e
-		}
-		if status == ReleasePending {
-			exp := c.At.Add(ReleasePhaseTimeout)
-			size := DefaultDynoSize
-			if f, ok := txFirst[Formation](tx, tFormation, indexAppKey, app.ID, "web"); ok {
-				size = f.Size
-			}
-			d := &Dyno{ID: p.ReleaseDynoID, AppID: app.ID, Name: fmt.Sprintf("release.%d", rel.Version), Type: DynoTypeRelease,
-				Command: releaseCmd, Size: size, ReleaseID: rel.ID, Version: rel.Version, OneOff: true, ExpiresAt: &exp,
-				State: DynoStarting, CreatedAt: c.At, UpdatedAt: c.At, StateAt: c.At}
-			if _, ok := getDyno(tx, d.ID); ok {
-				return nil, Errorf(CodeConflict, "A dyno with id %s already exists.", d.ID)
-			}
-			if e := putDyno(tx, d); e != nil {
-				return nil, e
-			}
 		}
 		nb.Status, nb.SlugID, nb.ReleaseID, nb.Message = BuildSucceeded, sl.ID, rel.ID, ""
 		out.Release, out.Slug = rel, &sl

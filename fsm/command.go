@@ -146,6 +146,8 @@ type ConfigUpdate struct {
 	AppID     string             `json:"app_id"`
 	Changes   map[string]*string `json:"changes"`
 	ReleaseID string             `json:"release_id"`
+	// ReleaseDynoID names the release-phase dyno, if the release has one.
+	ReleaseDynoID string `json:"release_dyno_id,omitempty"`
 }
 
 // SlugCreate records a slug's metadata.
@@ -159,7 +161,9 @@ type ReleaseCreate struct {
 	ReleaseID   string `json:"release_id"`
 	SlugID      string `json:"slug_id"`
 	Description string `json:"description,omitempty"`
-	Status      string `json:"status,omitempty"` // default succeeded
+	// ReleaseDynoID names the release-phase dyno, if the slug has a
+	// release process type.
+	ReleaseDynoID string `json:"release_dyno_id,omitempty"`
 }
 
 // ReleaseRollback makes a new release copying an earlier one's slug and config.
@@ -167,6 +171,8 @@ type ReleaseRollback struct {
 	AppID     string `json:"app_id"`
 	TargetID  string `json:"target_id"`
 	ReleaseID string `json:"release_id"`
+	// ReleaseDynoID names the release-phase dyno, if the release has one.
+	ReleaseDynoID string `json:"release_dyno_id,omitempty"`
 }
 
 // FormationChange is one entry of a batch formation update.

@@ -195,3 +195,64 @@ func TestReleaseNeedsAnUploadedSlug(t *testing.T) {
 	h.fails(CodeConflict, CmdSlugUploaded, SlugUploaded{SlugID: slug.ID, Digest: "sha256:" + strings.Repeat("2", 64), Size: 5})
 	h.ok(CmdReleaseCreate, ReleaseCreate{AppID: app.ID, ReleaseID: uuid.NewString(), SlugID: slug.ID}, nil)
 }
+
+// Release phase runs for every new release of a slug with a release type
+// (config changes and rollbacks too), and only a succeeded phase makes the
+// release current.
+func TestReleasePhaseOnConfigChangeAndRollback(t *testing.T) {
+	h := newHarness(t)
+	app := h.createApp("demo")
+	v2 := h.deploy(app.ID, map[string]string{"web": "./web"}) // no release type: current at once
+	slug := Slug{ID: uuid.NewString(), AppID: app.ID, ProcessTypes: map[string]string{"web": "./web2", "release": "./migrate"}}
+	h.ok(CmdSlugCreate, SlugCreate{Slug: slug}, nil)
+	h.ok(CmdSlugUploaded, SlugUploaded{SlugID: slug.ID, Digest: "sha256:" + strings.Repeat("3", 64), Size: 1}, nil)
+	relDyno := uuid.NewString()
+	var v3 Release
+	h.ok(CmdReleaseCreate, ReleaseCreate{AppID: app.ID, ReleaseID: uuid.NewString(), SlugID: slug.ID, ReleaseDynoID: relDyno}, &v3)
+	if v3.Status != ReleasePending || h.f.Snap().CurrentRelease(app.ID).ID != v2.ID {
+		t.Fatalf("v3 = %+v, current %v", v3, h.f.Snap().CurrentRelease(app.ID).Version)
+	}
+	finish := func(dynoID string, status int) {
+		t.Helper()
+		inst := uuid.NewString()
+		h.ok(CmdDynoPlan, DynoPlan{Place: []Placement{{ID: dynoID, Node: "n1", Instance: inst}}}, nil)
+		st := status
+		state := DynoDown
+		if status != 0 {
+			state = DynoCrashed
+		}
+		h.ok(CmdDynoReport, DynoReport{ID: dynoID, Instance: inst, Node: "n1", State: state, ExitStatus: &st}, nil)
+	}
+	finish(relDyno, 0)
+	if cur := h.f.Snap().CurrentRelease(app.ID); cur.Version != 3 {
+		t.Fatalf("after a succeeded release phase current is v%d", cur.Version)
+	}
+	// A config change of that slug runs the phase again; a failure leaves v3.
+	var res ConfigUpdateResult
+	cfgDyno := uuid.NewString()
+	v := "1"
+	h.ok(CmdConfigUpdate, ConfigUpdate{AppID: app.ID, Changes: map[string]*string{"A": &v}, ReleaseID: uuid.NewString(), ReleaseDynoID: cfgDyno}, &res)
+	if res.Release.Status != ReleasePending {
+		t.Fatalf("config release = %+v", res.Release)
+	}
+	finish(cfgDyno, 1)
+	s := h.f.Snap()
+	if cur := s.CurrentRelease(app.ID); cur.Version != 3 {
+		t.Fatalf("a failed release phase made v%d current", cur.Version)
+	}
+	if r, _ := s.Release(app.ID, "v4"); r.Status != ReleaseFailed {
+		t.Fatalf("v4 = %s", r.Status)
+	}
+	// A rollback to v2 (a slug without a release type) needs no phase.
+	var rb Release
+	h.ok(CmdReleaseRollback, ReleaseRollback{AppID: app.ID, TargetID: v2.ID, ReleaseID: uuid.NewString(), ReleaseDynoID: uuid.NewString()}, &rb)
+	if rb.Status != ReleaseSucceeded || h.f.Snap().CurrentRelease(app.ID).ID != rb.ID {
+		t.Fatalf("rollback to a slug without release phase = %+v", rb)
+	}
+	// A rollback to v3 runs it.
+	var rb2 Release
+	h.ok(CmdReleaseRollback, ReleaseRollback{AppID: app.ID, TargetID: v3.ID, ReleaseID: uuid.NewString(), ReleaseDynoID: uuid.NewString()}, &rb2)
+	if rb2.Status != ReleasePending {
+		t.Fatalf("rollback to a slug with release phase = %+v", rb2)
+	}
+}
