@@ -2,12 +2,18 @@ package cluster_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/slipwayhq/slipway/cluster"
 	"github.com/slipwayhq/slipway/cluster/clustertest"
@@ -413,4 +419,52 @@ func TestReadIndexWaitsForTheLeadersFirstCommit(t *testing.T) {
 	if _, err := follower.Node.ReadIndex(context.Background()); err != nil {
 		t.Fatalf("after the first commit: %v", err)
 	}
+}
+
+// A process that reaches the Raft port without the cluster's token (a dyno
+// on the host network) cannot speak Raft; with the token the same request
+// is answered (so the test can tell the difference).
+func TestRaftPortRefusesConnectionsWithoutTheToken(t *testing.T) {
+	h := clustertest.New(t, clustertest.Options{})
+	startThree(t, h)
+	leader := h.Leader(wait)
+	target := raft.ServerAddress(net.JoinHostPort(h.Net.Host(leader.Name).IP().String(), strconv.Itoa(clustertest.RaftPort)))
+	heartbeat := func(withToken bool, name string) error {
+		sl, err := h.Net.Host(name).RaftStreamLayer(7000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stream raft.StreamLayer = sl
+		if withToken {
+			sum := sha256.Sum256(append([]byte("slipway-raft/"), clustertest.EncryptKey...))
+			stream = tokenStream{sl, sum[:]}
+		}
+		tr := raft.NewNetworkTransport(stream, 1, 5*time.Second, io.Discard)
+		defer tr.Close()
+		var resp raft.AppendEntriesResponse
+		return tr.AppendEntries(raft.ServerID(leader.Name), target, &raft.AppendEntriesRequest{
+			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("intruder"), Addr: []byte("intruder")}, Term: 0}, &resp)
+	}
+	if err := heartbeat(false, "intruder"); err == nil {
+		t.Fatalf("the Raft port answered an RPC without the cluster's token")
+	}
+	if err := heartbeat(true, "insider"); err != nil {
+		t.Fatalf("with the token the same RPC failed: %v", err)
+	}
+	if err := h.Set(context.Background(), leader.Name, "still", "works"); err != nil {
+		t.Fatalf("cluster broken after the refused connection: %v", err)
+	}
+}
+
+type tokenStream struct {
+	raft.StreamLayer
+	token []byte
+}
+
+func (s tokenStream) Dial(a raft.ServerAddress, d time.Duration) (net.Conn, error) {
+	c, err := s.StreamLayer.Dial(a, d)
+	if err == nil {
+		_, err = c.Write(s.token)
+	}
+	return c, err
 }

@@ -2,11 +2,13 @@ package cluster
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -54,17 +56,94 @@ func (HostNetwork) MemberlistTransport(addr string, logger *log.Logger) (memberl
 	return memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: logger})
 }
 
-// streamLayer adapts a Network listener to raft.StreamLayer.
+// streamLayer adapts a Network listener to raft.StreamLayer. With a token
+// (derived from the cluster's encrypt key), every connection starts with it:
+// the dialer sends it, and the listener hands raft only connections that
+// sent it — a process that merely reaches the Raft port (a dyno on the host
+// network) cannot speak Raft.
 type streamLayer struct {
 	net.Listener
 	network   Network
 	advertise net.Addr
+	token     []byte // nil: no handshake (no encrypt key configured)
 }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return s.network.Dial(ctx, string(address))
+	c, err := s.network.Dial(ctx, string(address))
+	if err != nil || s.token == nil {
+		return c, err
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := c.Write(s.token); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("raft handshake with %s: %w", address, err)
+	}
+	_ = c.SetWriteDeadline(time.Time{})
+	return c, nil
+}
+
+// authListener verifies each connection's token in its own goroutine (a
+// slow or silent client must not hold up others) before Accept returns it.
+type authListener struct {
+	net.Listener
+	token  []byte
+	conns  chan net.Conn
+	done   chan struct{}
+	once   sync.Once
+	reject func(remote string)
+}
+
+func newAuthListener(ln net.Listener, token []byte, reject func(string)) *authListener {
+	a := &authListener{Listener: ln, token: token, conns: make(chan net.Conn), done: make(chan struct{}), reject: reject}
+	go a.loop()
+	return a
+}
+
+func (a *authListener) loop() {
+	for {
+		c, err := a.Listener.Accept()
+		if err != nil {
+			a.Close()
+			return
+		}
+		go a.verify(c)
+	}
+}
+
+func (a *authListener) verify(c net.Conn) {
+	buf := make([]byte, len(a.token))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || subtle.ConstantTimeCompare(buf, a.token) != 1 {
+		a.reject(c.RemoteAddr().String())
+		c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	select {
+	case a.conns <- c:
+	case <-a.done:
+		c.Close()
+	}
+}
+
+func (a *authListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-a.conns:
+		return c, nil
+	case <-a.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (a *authListener) Close() error {
+	var err error
+	a.once.Do(func() {
+		close(a.done)
+		err = a.Listener.Close()
+	})
+	return err
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }

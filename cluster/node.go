@@ -147,8 +147,16 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft listener on %s: %w", c.bind(c.RaftPort), err)
 	}
+	var token []byte
+	if len(c.EncryptKey) > 0 {
+		sum := sha256.Sum256(append([]byte("slipway-raft/"), c.EncryptKey...))
+		token = sum[:]
+		ln = newAuthListener(ln, token, func(remote string) {
+			n.log.Warn("refused a Raft connection without the cluster's token", "remote", remote)
+		})
+	}
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: ln, network: c.Network, advertise: tcpAddr(c.addr(c.RaftPort))},
+		Stream:  &streamLayer{Listener: ln, network: c.Network, advertise: tcpAddr(c.addr(c.RaftPort)), token: token},
 		MaxPool: 4, Timeout: 10 * time.Second, Logger: hl,
 	})
 	rc := c.raftConfig()

@@ -68,6 +68,9 @@ func (n HostNetwork) MemberlistTransport(addr string, _ *log.Logger) (memberlist
 	return n.H.MemberlistTransport(p)
 }
 
+// EncryptKey is the gossip/RPC/Raft key of every harness node.
+var EncryptKey = []byte("0123456789abcdef0123456789abcdef")
+
 // TestTiming is fast Raft and gossip timing for in-process clusters.
 func TestTiming() cluster.Timing {
 	return cluster.Timing{
@@ -170,7 +173,7 @@ func (h *Harness) Start(name, zone string, expect int) *Member {
 		Join: join, BootstrapExpect: m.Expect, Voters: h.opts.Voters,
 		DeadServerGrace: h.opts.DeadServerGrace, ServerStabilization: h.opts.Stabilization,
 		LastContactThreshold: 2 * time.Second, HoldTimeout: h.opts.HoldTimeout,
-		EncryptKey: []byte("0123456789abcdef0123456789abcdef"), Version: "test", CommandVersion: fsm.CommandVersion,
+		EncryptKey: EncryptKey, Version: "test", CommandVersion: fsm.CommandVersion,
 		Timing: timing, Network: HostNetwork{H: host}, Logger: logger,
 	}
 	n, err := cluster.New(cfg, f)
