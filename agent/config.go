@@ -79,6 +79,10 @@ type Config struct {
 	// DynoCycle is how often every dyno is restarted (Heroku: 24 h, plus
 	// up to 15% jitter).
 	DynoCycle Duration `json:"dyno_cycle"`
+	// DynoLeftGrace is how long the dynos of a node whose agent stopped
+	// gracefully (a restart, an upgrade) stay placed on it before they
+	// move to other nodes (default 1m; drain a node to move them first).
+	DynoLeftGrace Duration `json:"dyno_left_grace"`
 	// DynoRestartBackoff lists the waits before restarting a crashed dyno
 	// after its 1st, 2nd, ... consecutive crash (the last repeats).
 	// Default Heroku's: "0s,20m,40m,60m,180m,320m".

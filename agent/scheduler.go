@@ -16,6 +16,9 @@ func (c *Config) schedulerConfig() (scheduler.Config, error) {
 		sc.Cycle = c.DynoCycle.Duration
 		sc.CycleJitter = c.DynoCycle.Duration * 15 / 100 // Heroku: 24 h + up to 216 min
 	}
+	if c.DynoLeftGrace.Duration > 0 {
+		sc.LeftGrace = c.DynoLeftGrace.Duration
+	}
 	if strings.TrimSpace(c.DynoRestartBackoff) != "" {
 		var b []time.Duration
 		for _, f := range strings.Split(c.DynoRestartBackoff, ",") {

@@ -362,6 +362,19 @@ func TestGracefulShutdownTransfersLeadership(t *testing.T) {
 	if !found {
 		t.Fatalf("graceful shutdown removed %s from the configuration", leader.Name)
 	}
+	// Gossip shows it left (a goodbye), not dead, with the time it left:
+	// the dyno scheduler gives a leaver's dynos a grace period.
+	h.Eventually(wait, "the others see the leaver as left", func() error {
+		for _, m := range other.Node.Members() {
+			if m.Name == leader.Name {
+				if m.State != cluster.StateLeft || m.Since.IsZero() || m.Meta.Region == "" {
+					return fmt.Errorf("%s is %s since %v (region %q)", m.Name, m.State, m.Since, m.Meta.Region)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("%s not listed", leader.Name)
+	})
 }
 
 func TestGossipReconnectsAfterPartitionHeals(t *testing.T) {

@@ -28,6 +28,12 @@ type Meta struct {
 	PortLast  int `json:"pl,omitempty"`
 	// Rendezvous is the host:port of the `heroku run` attach endpoint.
 	Rendezvous string `json:"rv,omitempty"`
+	// Leaving is announced just before a graceful leave. memberlist
+	// reports a member that left (its own goodbye) and one declared dead
+	// alike to NotifyLeave (the state it tracks is not in the Node it
+	// passes: hashicorp/memberlist#266), so this flag, carried in the
+	// node's last metadata, is what tells them apart.
+	Leaving bool `json:"lv,omitempty"`
 }
 
 // Gossip states of a member.
@@ -101,11 +107,11 @@ func (p *pool) NotifyJoin(n *memberlist.Node) {
 }
 
 func (p *pool) NotifyLeave(n *memberlist.Node) {
+	m := toMember(n)
 	st := StateDead
-	if n.State == memberlist.StateLeft {
+	if n.State == memberlist.StateLeft || m.Meta.Leaving {
 		st = StateLeft
 	}
-	m := toMember(n)
 	m.State, m.Since = st, p.clock.Now()
 	p.mu.Lock()
 	delete(p.live, n.Name)

@@ -425,6 +425,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		for _, p := range []*pool{n.lan, n.wan} {
 			if p != nil && p.ml != nil {
+				// Say it is a goodbye first (see Meta.Leaving), then leave.
+				p.setMeta(func(m *Meta) { m.Leaving = true })
+				if err := p.ml.UpdateNode(leave); err != nil {
+					n.log.Info("announcing the leave not acknowledged", "err", err)
+				}
 				if err := p.ml.Leave(leave); err != nil {
 					// Expected when every node stops at once: nobody is
 					// left to acknowledge the leave.

@@ -26,7 +26,7 @@ type NodeState int
 // Node states.
 const (
 	NodeAlive   NodeState = iota // in gossip, alive
-	NodeUnknown                  // not seen yet (the cluster is starting): leave its dynos alone
+	NodeUnknown                  // not seen yet (the cluster is starting), or left gracefully within the grace: leave its dynos alone
 	NodeDead                     // declared dead or left: move its dynos
 )
 
@@ -51,6 +51,13 @@ type Config struct {
 	// Cycle is how often every dyno is restarted, plus up to CycleJitter.
 	Cycle       time.Duration
 	CycleJitter time.Duration
+	// LeftGrace: the dynos of a node that left gossip gracefully (its
+	// agent stopped with SIGTERM, as for a restart or an upgrade; its
+	// dynos keep running) stay placed on it this long, so that the agent
+	// coming back adopts them; then they move. A node that fails (no
+	// goodbye) has its dynos moved at once; drain a node to move its
+	// dynos before taking it away for good.
+	LeftGrace time.Duration
 }
 
 // DefaultConfig is Heroku's policy.
@@ -59,6 +66,7 @@ func DefaultConfig() Config {
 		Backoff:     []time.Duration{0, 20 * time.Minute, 40 * time.Minute, 60 * time.Minute, 180 * time.Minute, 320 * time.Minute},
 		Cycle:       24 * time.Hour,
 		CycleJitter: 216 * time.Minute,
+		LeftGrace:   time.Minute,
 	}
 }
 

@@ -70,6 +70,13 @@ func (s *Scheduler) Nodes(snap *fsm.Snap, started time.Time) []Node {
 		switch m.State {
 		case cluster.StateAlive, cluster.StateSuspect:
 			n.State = NodeAlive
+		case cluster.StateLeft:
+			// Left gracefully: its dynos still run; leave them alone for
+			// a while (see Config.LeftGrace).
+			n.State = NodeDead
+			if !m.Since.IsZero() && now.Sub(m.Since) < s.cfg.LeftGrace {
+				n.State = NodeUnknown
+			}
 		default:
 			n.State = NodeDead
 		}
