@@ -204,8 +204,8 @@ func deadlineSlack(d time.Duration) time.Duration { return min(time.Second, d/10
 // Dialer opens connections to backends.
 type Dialer func(ctx context.Context, addr string) (net.Conn, error)
 
-func defaultDialer(timeout time.Duration) Dialer {
-	d := &net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second}
+func defaultDialer(timeout, unacked time.Duration) Dialer {
+	d := &net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second, Control: unackedTimeoutControl(unacked)}
 	return func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 }
 

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -155,7 +156,9 @@ func (rt *Router) proxy(rq *reqState, t *Table) bool {
 			tried[nt] = be
 			nt++
 		}
-		c, err := rt.getConn(be, !fresh)
+		// While another dyno is left to try, a connect gets the short
+		// timeout (Options.RetryConnectTimeout).
+		c, err := rt.getConn(be, !fresh, nt < rt.opts.MaxAttempts && nt < len(bs))
 		fresh = false
 		if err != nil {
 			rq.lastCode = ""
@@ -205,14 +208,21 @@ func (rt *Router) proxy(rq *reqState, t *Table) bool {
 	return false
 }
 
-// getConn takes a pooled connection to the backend or dials one.
-func (rt *Router) getConn(be *Backend, pooled bool) (*conn, error) {
+// getConn takes a pooled connection to the backend or dials one; short
+// dials with RetryConnectTimeout (another dyno is left to try).
+func (rt *Router) getConn(be *Backend, pooled, short bool) (*conn, error) {
 	if pooled {
 		if c := be.pool.get(nowNano(rt.now)); c != nil {
 			return c, nil
 		}
 	}
-	nc, err := rt.dial(rt.ctx, be.Addr)
+	ctx := rt.ctx
+	if short && rt.opts.RetryConnectTimeout < rt.opts.ConnectTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rt.opts.RetryConnectTimeout)
+		defer cancel()
+	}
+	nc, err := rt.dial(ctx, be.Addr)
 	if err != nil {
 		return nil, err
 	}

@@ -2,11 +2,14 @@ package router
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -165,5 +168,161 @@ func TestClientGoneDuringResponseIsH27(t *testing.T) {
 	// The router still serves.
 	if resp, _ := tr.get("demo.localhost", "/"); resp.StatusCode != 200 {
 		t.Fatal(resp.StatusCode)
+	}
+}
+
+// A dyno on a silent node (connects hang: the node is gone, gossip does
+// not know yet) costs a request RetryConnectTimeout, not ConnectTimeout,
+// while another dyno is left to try; the last dyno gets ConnectTimeout.
+func TestSilentNodeGetsTheShortConnectTimeout(t *testing.T) {
+	var mu sync.Mutex
+	var waits []time.Duration // how long each dial to the silent node could wait
+	silent := freeAddr(t)
+	tr := newTestRouter(t, Options{ConnectTimeout: 20 * time.Second, RetryConnectTimeout: 100 * time.Millisecond,
+		Quarantine: 20 * time.Millisecond,
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			if addr == silent {
+				d, ok := ctx.Deadline()
+				mu.Lock()
+				if ok {
+					waits = append(waits, time.Until(d))
+				} else {
+					waits = append(waits, -1)
+				}
+				mu.Unlock()
+				if !ok {
+					return nil, errors.New("a dial without a deadline")
+				}
+				<-ctx.Done()
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: ctx.Err()}
+			}
+			return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		}})
+	app := tr.createApp("demo")
+	tr.addDyno(app, "web.1", silent, "n2", "a", fsm.DynoUp)
+	tr.addDyno(app, "web.2", hostPort(echoBackend(t, "live")), "n1", "a", fsm.DynoUp)
+	tr.waitTable()
+	dials := func() int { mu.Lock(); defer mu.Unlock(); return len(waits) }
+	for i := 0; i < 200 && dials() < 3; i++ {
+		start := time.Now()
+		resp, b := tr.get("demo.localhost", "/")
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
+		}
+		// Far below the 20 s ConnectTimeout, whatever the machine.
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("request %d took %s: the silent dyno's connect was not cut short", i, d)
+		}
+		time.Sleep(25 * time.Millisecond) // past the quarantine
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(waits) < 3 {
+		t.Fatalf("the silent dyno was dialed %d times in 200 requests", len(waits))
+	}
+	for _, w := range waits {
+		if w < 0 || w > 100*time.Millisecond {
+			t.Fatalf("a dial to the silent dyno could wait %s, want at most RetryConnectTimeout (100ms)", w)
+		}
+	}
+}
+
+// The only dyno gets the full ConnectTimeout (nothing else to try).
+func TestLastDynoGetsTheFullConnectTimeout(t *testing.T) {
+	got := make(chan time.Duration, 1)
+	tr := newTestRouter(t, Options{ConnectTimeout: 30 * time.Second, RetryConnectTimeout: 100 * time.Millisecond,
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			w := time.Hour // no deadline of its own: the dialer's timeout applies
+			if d, ok := ctx.Deadline(); ok {
+				w = time.Until(d)
+			}
+			select {
+			case got <- w:
+			default:
+			}
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+		}})
+	app := tr.createApp("demo")
+	tr.addDyno(app, "web.1", freeAddr(t), "n1", "a", fsm.DynoUp)
+	tr.waitTable()
+	resp, body := tr.get("demo.localhost", "/")
+	expectError(t, tr, resp, body, 503, H21, "Application error")
+	if w := <-got; w < time.Second {
+		t.Fatalf("the only dyno's dial could wait %s, not the ConnectTimeout", w)
+	}
+}
+
+// unackedConn is a connection to a dyno whose node vanished after the
+// connect: what is written is never acknowledged, and the kernel fails
+// the connection with ETIMEDOUT (TCP_USER_TIMEOUT).
+type unackedConn struct{ net.Conn }
+
+func (unackedConn) Write(p []byte) (int, error) { return len(p), nil }
+func (unackedConn) Read([]byte) (int, error) {
+	time.Sleep(20 * time.Millisecond)
+	return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}
+}
+
+func TestUnacknowledgedRequestIsRetriedAndQuarantinesTheNode(t *testing.T) {
+	gone := freeAddr(t)
+	live := hostPort(echoBackend(t, "live"))
+	tr := newTestRouter(t, Options{Quarantine: time.Minute, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		if addr == gone {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", live)
+			if err != nil {
+				return nil, err
+			}
+			return unackedConn{c}, nil
+		}
+		return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	}})
+	app := tr.createApp("demo")
+	tr.addDyno(app, "web.1", gone, "n2", "a", fsm.DynoUp)
+	tr.addDyno(app, "web.2", live, "n1", "a", fsm.DynoUp)
+	tr.addDyno(app, "web.3", freeAddr(t), "n2", "a", fsm.DynoUp) // another dyno of the gone node
+	tr.waitTable()
+	// Requests until web.1 has been tried once (two choices of three).
+	web1 := func() *Backend {
+		for _, b := range tr.rt.Table().backends {
+			if b.Name == "web.1" {
+				return b
+			}
+		}
+		t.Fatal("no web.1 in the table")
+		return nil
+	}
+	for i := 0; i < 50 && !web1().quarantined(time.Now().UnixNano()); i++ {
+		if resp, b := tr.get("demo.localhost", "/"); resp.StatusCode != 200 || !strings.Contains(b, "live") {
+			t.Fatalf("GET %d: %d %q", i, resp.StatusCode, b)
+		}
+	}
+	now := time.Now().UnixNano()
+	for _, b := range tr.rt.Table().backends {
+		if b.Node == "n2" && !b.quarantined(now) {
+			t.Errorf("%s on the node that stopped acknowledging is not quarantined", b.Name)
+		}
+	}
+}
+
+// With only the gone dyno, a request that cannot be retried is an H13,
+// not an H12 after the 30 s first-byte timeout.
+func TestUnacknowledgedRequestWithoutRetryIsH13(t *testing.T) {
+	gone := freeAddr(t)
+	live := hostPort(echoBackend(t, "live"))
+	tr := newTestRouter(t, Options{Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", live)
+		if err != nil {
+			return nil, err
+		}
+		return unackedConn{c}, nil
+	}})
+	app := tr.createApp("demo")
+	tr.addDyno(app, "web.1", gone, "n2", "a", fsm.DynoUp)
+	tr.waitTable()
+	start := time.Now()
+	resp, body := tr.do("POST", "demo.localhost", "/", strings.NewReader("payload"))
+	expectError(t, tr, resp, body, 503, H13, "Application error")
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("took %s: waited for the first-byte timeout", d)
 	}
 }

@@ -60,7 +60,19 @@ type Options struct {
 	// by default a self-signed one for Domain is generated.
 	DefaultCert *tls.Certificate
 
-	ConnectTimeout   time.Duration // H19 (5 s)
+	ConnectTimeout time.Duration // H19 (5 s)
+	// RetryConnectTimeout is the connect timeout while another dyno is
+	// left to try (1 s): inside a region a connect takes well under a
+	// millisecond, so a dyno that has not answered by then is most likely
+	// on a node that is gone (gossip may not have declared it dead yet);
+	// its node is quarantined and the request goes to another dyno rather
+	// than waiting out ConnectTimeout. The last dyno gets ConnectTimeout.
+	RetryConnectTimeout time.Duration
+	// UnackedTimeout (TCP_USER_TIMEOUT, Linux) fails a dyno connection
+	// whose sent data stays unacknowledged this long (2 s): its node is
+	// gone. An idempotent request with nothing received yet is retried on
+	// another dyno; the node's dynos are quarantined.
+	UnackedTimeout   time.Duration
 	FirstByteTimeout time.Duration // H12 (30 s)
 	IdleTimeout      time.Duration // H15/H28 rolling window (55 s)
 	Quarantine       time.Duration // after a connect error (5 s)
@@ -113,6 +125,9 @@ func (o *Options) defaults() {
 		}
 	}
 	dur(&o.ConnectTimeout, 5*time.Second)
+	dur(&o.RetryConnectTimeout, time.Second)
+	dur(&o.UnackedTimeout, 2*time.Second)
+	o.RetryConnectTimeout = min(o.RetryConnectTimeout, o.ConnectTimeout)
 	dur(&o.FirstByteTimeout, 30*time.Second)
 	dur(&o.IdleTimeout, 55*time.Second)
 	dur(&o.Quarantine, 5*time.Second)
@@ -185,7 +200,7 @@ func New(opts Options) (*Router, error) {
 	rt := &Router{opts: opts, log: opts.Logger, sink: opts.Sink, now: opts.Now, dial: opts.Dial,
 		via: opts.Via, viaHeader: []string{opts.Via}, tunnels: map[*tunnel]struct{}{}, h1conns: map[*h1conn]struct{}{}}
 	if rt.dial == nil {
-		rt.dial = defaultDialer(opts.ConnectTimeout)
+		rt.dial = defaultDialer(opts.ConnectTimeout, opts.UnackedTimeout)
 	}
 	rt.reg = newRegistry(poolOptions{maxIdle: opts.MaxIdlePerBackend, idleTimeout: opts.BackendIdleTimeout,
 		probeAfter: min(200*time.Millisecond, opts.BackendIdleTimeout/2)})

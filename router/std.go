@@ -3,6 +3,7 @@ package router
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -10,6 +11,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -177,6 +179,21 @@ func (rt *Router) readHead(rq *reqState, c *conn, sendStart time.Time, retryable
 			c.close()
 			rq.service = rt.now().Sub(sendStart)
 			switch {
+			case errors.Is(err, syscall.ETIMEDOUT):
+				// The dyno's node stopped acknowledging what was sent
+				// (Options.UnackedTimeout): it is gone. Quarantine its
+				// dynos; an idempotent request with nothing received
+				// goes to another dyno.
+				until := nowNano(rt.now) + int64(rt.opts.Quarantine)
+				c.be.quarantine(until)
+				if t := rt.Table(); t != nil {
+					t.quarantineNode(c.be.Node, until)
+				}
+				if retryable && idempotent(rq.method) && !rq.closeRetried {
+					rq.closeRetried, rq.lastCode = true, H13
+					return nil, exRetry
+				}
+				rt.fail(rq, H13)
 			case isTimeout(err):
 				rq.service = rt.opts.FirstByteTimeout
 				rt.fail(rq, H12)

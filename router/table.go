@@ -308,7 +308,9 @@ func itoa(n int) string {
 }
 
 // quarantineNode quarantines every backend of a node until the given
-// time (the node looks unreachable: a dial timed out or the host is down).
+// time (the node looks unreachable: a dial timed out or the host is down),
+// and drops their idle keep-alive connections: a request written on one
+// would wait out the first-byte timeout (H12) on a node that is gone.
 func (t *Table) quarantineNode(node string, until int64) {
 	if node == "" {
 		return
@@ -316,6 +318,7 @@ func (t *Table) quarantineNode(node string, until int64) {
 	for _, b := range t.backends {
 		if b.Node == node {
 			b.quarantine(until)
+			b.pool.closeIdle(0, true)
 		}
 	}
 }
