@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipwayhq/slipway/cluster"
@@ -22,9 +23,30 @@ func (a *Agent) startRouter(network cluster.Network) {
 	if a.logs != nil {
 		sink = a.logs
 	}
+	// Until this node's replica has caught up once (a linearizable read
+	// succeeded), the router answers unknown hosts with 503, not 404.
+	var synced atomic.Bool
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		for a.ctx.Err() == nil {
+			ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+			err := a.node.WaitForLinearizable(ctx)
+			cancel()
+			if err == nil {
+				synced.Store(true)
+				return
+			}
+			select {
+			case <-a.ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
 	rt, err := router.New(router.Options{
 		Region: a.cfg.Region, Zone: a.cfg.Zone, Domain: a.cfg.Domain,
 		State: a.fsm, Members: a.node, Sink: sink, Logger: a.log.With("component", "router"),
+		Synced: synced.Load,
 	})
 	if err != nil {
 		a.log.Error("router not started", "err", err)

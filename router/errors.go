@@ -104,6 +104,15 @@ check your logs for details (<code>slipway logs --tail</code>).</p>
 <p>No app is configured for this hostname.</p>
 </main></body></html>
 `
+	pageNotSynced = `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Starting</title>
+<style>html,body{margin:0;height:100%;font-family:sans-serif;color:#333}main{max-width:36em;margin:15vh auto;padding:0 1em}</style>
+</head><body><main>
+<h1>This node is starting</h1>
+<p>It is still catching up with the cluster. Please try again in a moment.</p>
+</main></body></html>
+`
 	pageBadRequest = `<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Bad Request</title></head><body><h1>Bad Request</h1></body></html>
 `

@@ -530,8 +530,9 @@ func (hc *h1conn) handle(rq *reqState) (keep bool) {
 		if !q.bodyDone {
 			hc.closeAfter = true
 		}
-		rt.stats.request(404, 0)
-		hc.writeRaw(http.StatusNotFound, pageNoSuchApp, string(rq.method) == http.MethodHead)
+		status, page := rt.unknownHost()
+		rt.stats.request(status, 0)
+		hc.writeRaw(status, page, string(rq.method) == http.MethodHead)
 	case code != "":
 		rt.fail(rq, code)
 	default:

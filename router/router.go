@@ -54,6 +54,12 @@ type Options struct {
 	Logger    *slog.Logger
 	Forwarder Forwarder
 	Now       func() time.Time
+	// Synced reports whether the node's replica has caught up with the
+	// cluster (once is enough). Until it has, a Host that matches no app
+	// gets 503, not 404: after a restart the app may exist and this node
+	// not know it yet, and a 404 would tell clients (and caches) the app
+	// is gone. Nil: always synced.
+	Synced func() bool
 	// Dial connects to dynos (default: TCP with ConnectTimeout).
 	Dial Dialer
 	// DefaultCert is served when no app certificate matches the SNI name;
@@ -171,6 +177,7 @@ type Router struct {
 	dial        Dialer
 	reg         *registry
 	table       atomic.Pointer[Table]
+	synced      atomic.Bool // Options.Synced said yes once
 	defaultCert *tls.Certificate
 	via         string
 	viaHeader   []string
@@ -480,3 +487,15 @@ type atomicTime struct{ ns atomic.Int64 }
 
 func (t *atomicTime) store(v time.Time) { t.ns.Store(v.UnixNano()) }
 func (t *atomicTime) load() time.Time   { return time.Unix(0, t.ns.Load()) }
+
+// unknownHost is the status and page for a Host that matches no app: 404,
+// or 503 while the replica has not caught up yet (Options.Synced).
+func (rt *Router) unknownHost() (int, string) {
+	if !rt.synced.Load() {
+		if rt.opts.Synced != nil && !rt.opts.Synced() {
+			return http.StatusServiceUnavailable, pageNotSynced
+		}
+		rt.synced.Store(true)
+	}
+	return http.StatusNotFound, pageNoSuchApp
+}

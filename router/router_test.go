@@ -796,3 +796,25 @@ func TestShutdownWaitsForInflightRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Until the node's replica has caught up, a Host no app has is a 503 (the
+// app may exist), then a 404.
+func TestUnknownHostBeforeSyncIs503(t *testing.T) {
+	var synced atomic.Bool
+	tr := newTestRouter(t, Options{Synced: synced.Load})
+	tr.waitTable()
+	resp, body := tr.get("nope.localhost", "/")
+	if resp.StatusCode != 503 || !strings.Contains(body, "catching up") {
+		t.Fatalf("before sync: %d %q", resp.StatusCode, body)
+	}
+	synced.Store(true)
+	resp, body = tr.get("nope.localhost", "/")
+	if resp.StatusCode != 404 || !strings.Contains(body, "No app is configured") {
+		t.Fatalf("after sync: %d %q", resp.StatusCode, body)
+	}
+	// Once synced, always synced.
+	synced.Store(false)
+	if resp, _ = tr.get("nope.localhost", "/"); resp.StatusCode != 404 {
+		t.Fatalf("after sync, then not: %d", resp.StatusCode)
+	}
+}

@@ -70,8 +70,9 @@ func (rt *Router) handleStd(w http.ResponseWriter, r *http.Request, rq *reqState
 	app, code := rt.admit(t, rq, rq.host, r.Method == http.MethodConnect || !withinLimits(r))
 	switch {
 	case app == nil:
-		rt.stats.request(404, 0)
-		writePage(w, http.StatusNotFound, pageNoSuchApp)
+		status, page := rt.unknownHost()
+		rt.stats.request(status, 0)
+		writePage(w, status, page)
 		return false
 	case code != "":
 		rt.fail(rq, code)
