@@ -46,8 +46,13 @@ func (tb *Testbed) PowerOff(ctx context.Context, names ...string) error {
 			return err
 		}
 	}
+	// Every process left in the namespaces (dynos outlive a killed agent
+	// by design): again until none is left, in case one forked meanwhile.
 	for _, name := range names {
-		killAll(ctx, nodeNS(tb.plan.Slot, name))
+		ns := nodeNS(tb.plan.Slot, name)
+		for i := 0; i < 50 && len(killAll(ctx, ns)) > 0; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	tb.logf("powered off %s", strings.Join(names, ", "))
 	return nil

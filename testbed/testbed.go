@@ -37,11 +37,14 @@ type Options struct {
 
 // Node describes one node.
 type Node struct {
-	Name      string `json:"name"`
-	Region    string `json:"region"`
-	Zone      string `json:"zone"`
-	Addr      string `json:"addr"`
-	API       string `json:"api"`
+	Name   string `json:"name"`
+	Region string `json:"region"`
+	Zone   string `json:"zone"`
+	Addr   string `json:"addr"`
+	API    string `json:"api"`
+	// Router is the node's router (apps answer there with Host
+	// APP.<domain>).
+	Router    string `json:"router"`
 	Namespace string `json:"namespace"`
 	// Root is the directory install.sh installed the node into; Config
 	// is its config file and Log its agent's output.
@@ -222,6 +225,7 @@ func (tb *Testbed) node(name string) (Node, error) {
 	root := tb.root(n.Name)
 	out := Node{Name: n.Name, Region: n.Region, Zone: n.Zone, Addr: n.Addr.String(),
 		API:       fmt.Sprintf("http://%s:%d", n.Addr, APIPort),
+		Router:    tb.routerURL(n),
 		Namespace: nodeNS(tb.plan.Slot, n.Name), Root: root,
 		Config: filepath.Join(root, "etc", "slipway", "slipway.json"),
 		Log:    filepath.Join(root, "var", "log", "slipway", "agent.log"),
@@ -298,6 +302,20 @@ func (tb *Testbed) APIURL(name string) string {
 		return ""
 	}
 	return fmt.Sprintf("http://%s:%d", n.Addr, APIPort)
+}
+
+// RouterURL is a node's router base URL (send apps' requests there with
+// Host APP.<domain>).
+func (tb *Testbed) RouterURL(name string) string {
+	n, ok := tb.plan.Node(name)
+	if !ok {
+		return ""
+	}
+	return tb.routerURL(n)
+}
+
+func (tb *Testbed) routerURL(n NodeSpec) string {
+	return fmt.Sprintf("http://%s:%d", n.Addr, RouterPort)
 }
 
 // Client is an API client for a node with the admin token.

@@ -77,11 +77,14 @@ type ZoneSpec struct {
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
-// GossipPort and WANPort are the default ports the testbed's nodes use.
+// GossipPort, WANPort, APIPort and RouterPort are the default ports the
+// testbed's nodes use.
 const (
 	GossipPort = 5002
 	WANPort    = 5004
 	APIPort    = 5000
+	// RouterPort is where every node's router serves apps over HTTP.
+	RouterPort = 80
 )
 
 // slotBase is the first address of a slot's /20.

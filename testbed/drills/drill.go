@@ -26,6 +26,9 @@ type Options struct {
 	// VizDir receives porcupine's visualization of a history that is not
 	// linearizable (default: the system's temporary directory).
 	VizDir string
+	// Slug is the web app the drill deploys (BuildWebSlug); default: Run
+	// builds it.
+	Slug *Slug
 }
 
 // phases are a variant's durations and sizes.
@@ -38,16 +41,27 @@ type phases struct {
 	Settle       time.Duration // quiet time that counts as "serving again"
 	GiveUp       time.Duration // how long to wait for serving again
 	Slow         time.Duration // a request slower than this counts against RTO
+	// RouterBound: after a node or zone is lost, probes through the
+	// routers may fail for this long (gossip declaring it dead, and the
+	// routers' connect timeout); none may fail later.
+	RouterBound time.Duration
 }
 
 func (o Options) phases() phases {
 	if o.Long {
 		return phases{NodesPerZone: 2, Workers: 4, Warmup: 15 * time.Second, Observe: 45 * time.Second,
-			Off: 15 * time.Second, Settle: 10 * time.Second, GiveUp: 3 * time.Minute, Slow: time.Second}
+			Off: 15 * time.Second, Settle: 10 * time.Second, GiveUp: 3 * time.Minute, Slow: time.Second, RouterBound: routerBound}
 	}
 	return phases{NodesPerZone: 1, Workers: 2, Warmup: 3 * time.Second, Observe: 8 * time.Second,
-		Off: 3 * time.Second, Settle: 3 * time.Second, GiveUp: 90 * time.Second, Slow: time.Second}
+		Off: 3 * time.Second, Settle: 3 * time.Second, GiveUp: 90 * time.Second, Slow: time.Second, RouterBound: routerBound}
 }
+
+// routerBound is how long probes through the routers may fail after a node
+// or zone is lost: memberlist's default LAN timings declare a dead node
+// dead within ~5-12 s in a small cluster, and a request the router sends
+// to a silent node waits out its 5 s connect timeout (then it quarantines
+// the node and retries elsewhere).
+const routerBound = 20 * time.Second
 
 // Spec is the testbed a drill runs on: region "local" with zones a, b, c
 // and one node per zone (two in the long variant).
@@ -59,7 +73,13 @@ type Drill struct {
 	Summary string
 	// ZeroFailures: no request may fail during this drill.
 	ZeroFailures bool
-	run          func(ctx context.Context, e *env) error
+	// RouterBound: no probe through the routers may fail once the
+	// routers' bound (phases.RouterBound) has passed since the fault.
+	RouterBound bool
+	// prepare runs after the web app is deployed, before the writer and
+	// the prober start.
+	prepare func(ctx context.Context, e *env) error
+	run     func(ctx context.Context, e *env) error
 }
 
 // All lists the drills in the order they are run.
@@ -94,6 +114,7 @@ type env struct {
 	w      *Writer
 	p      *Prober
 	report *Report
+	web    *webApp
 
 	mu          sync.Mutex
 	out         map[string]bool // out of rotation: no probes, no writes
@@ -239,9 +260,9 @@ func (e *env) leader(ctx context.Context) (name, zone string, err error) {
 	}
 }
 
-// waitHealthy waits until a node follows a leader and answers a
-// linearizable read (so it has caught up), as a load balancer's health
-// check before putting it back.
+// waitHealthy waits until a node follows a leader, answers a
+// linearizable read (so it has caught up) and its router serves the web
+// app, as a load balancer's health check before putting it back.
 func (e *env) waitHealthy(ctx context.Context, name string) error {
 	deadline := time.Now().Add(e.ph.GiveUp)
 	c := e.tb.Client(name, 10*time.Second)
@@ -251,6 +272,10 @@ func (e *env) waitHealthy(ctx context.Context, name string) error {
 		if err == nil && h.Leader != "" {
 			_, err = c.Do(ctx, http.MethodGet, client.Path("apps", appName), nil, nil,
 				http.Header{"X-Slipway-Consistency": {"linearizable"}})
+			if err == nil && e.web != nil {
+				// And its router serves the web app.
+				return e.waitRouter(ctx, name)
+			}
 			if err == nil {
 				return nil
 			}
@@ -355,6 +380,11 @@ func NewTestbed(ctx context.Context, binary string, opts Options) (*testbed.Test
 // Run runs a drill on a ready testbed (NewTestbed) and returns its report.
 // An error means the drill could not be carried out; a drill that ran but
 // found problems returns a report whose Problems are not empty.
+//
+// Before the fault it deploys the web app (opts.Slug) through the Slug API
+// with one web dyno per node (at least 3, so one per zone or more) and
+// waits until every dyno is up and every router serves it; the prober then
+// requests it through every in-service node's router.
 func Run(ctx context.Context, d Drill, tb *testbed.Testbed, opts Options) (*Report, error) {
 	began := time.Now()
 	ph := opts.phases()
@@ -371,7 +401,7 @@ func Run(ctx context.Context, d Drill, tb *testbed.Testbed, opts Options) (*Repo
 		variant = "long variant"
 	}
 	e := &env{tb: tb, ph: ph, opts: opts, logf: logf, out: map[string]bool{}, noWrites: map[string]bool{},
-		report: &Report{Drill: d.Name, Summary: d.Summary, Slow: ph.Slow,
+		report: &Report{Drill: d.Name, Summary: d.Summary, Slow: ph.Slow, RouterBound: ph.RouterBound,
 			Cluster: fmt.Sprintf("%d nodes (%s) in region %s, zones %s, each a `slipway agent` in its own network namespace, installed by install/install.sh; %s",
 				len(tb.Names()), strings.Join(tb.Names(), " "), tb.Plan().Regions()[0], strings.Join(zones, " "), variant)}}
 
@@ -380,36 +410,61 @@ func Run(ctx context.Context, d Drill, tb *testbed.Testbed, opts Options) (*Repo
 	if len(running) == 0 {
 		return nil, errors.New("no node of the testbed is running")
 	}
-	first := running[0]
-	if err := retry(ctx, 30*time.Second, func() error {
-		_, err := tb.Client(first, 10*time.Second).CreateApp(ctx, api.AppCreateRequest{Name: ptr(appName)})
+	if err := e.api(ctx, "creating the drill's app", func(c *client.Client) error {
+		_, err := c.CreateApp(ctx, api.AppCreateRequest{Name: ptr(appName)})
 		if client.StatusCode(err) == http.StatusUnprocessableEntity || client.StatusCode(err) == http.StatusConflict {
 			return nil // exists already (a retried create)
 		}
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("creating the drill's app: %w", err)
+		return nil, err
 	}
 
+	// The app the prober reaches through the routers.
+	slug := opts.Slug
+	if slug == nil {
+		dir, err := os.MkdirTemp("", "slipway-drill-slug-")
+		if err != nil {
+			return nil, err
+		}
+		slug, err = BuildWebSlug(ctx, dir)
+		os.RemoveAll(dir)
+		if err != nil {
+			return nil, err
+		}
+	}
+	quantity := max(3, len(tb.Names()))
+	if err := e.deployWeb(ctx, slug, quantity, "drill-"+d.Name); err != nil {
+		return nil, fmt.Errorf("deploying the web app: %w\n%s", err, e.dynoDiagnosis(ctx))
+	}
+	if d.prepare != nil {
+		if err := d.prepare(ctx, e); err != nil {
+			return nil, fmt.Errorf("drill %s: %w", d.Name, err)
+		}
+	}
+	ds, _, err := e.waitFormation(ctx, nil, tb.Running())
+	if err != nil {
+		return nil, err
+	}
+	e.report.Setup = time.Since(began)
+	e.report.App = fmt.Sprintf("%s: %d × web on v%d (%s), deployed through the Slug API; every probe must answer %q",
+		e.web.name, e.web.quantity, e.web.release, placement(ds), strings.TrimSpace(e.web.want()))
+
 	e.w = &Writer{App: appName, Keys: keysOf(), Token: tb.Token(), Workers: ph.Workers, Nodes: e.writeNodes}
-	// The prober: each in-service node's API /health until the router
-	// exists. Once issue 5 lands, and the drill deploys an app, this is
-	// the one line to change:
-	//	e.p = &Prober{Targets: RouterTargets(tb, e.inService, app)}
-	e.p = &Prober{Targets: HealthTargets(tb, e.inService)}
-	e.report.ProbeTarget = "each in-service node's API /health (the routers and an app once issue 5 lands)"
+	e.p = &Prober{Targets: RouterTargets(tb, e.inService, e.web.name, e.web.want())}
+	e.report.ProbeTarget = fmt.Sprintf("%s through each in-service node's router (port %d, Host %s)", e.web.name, testbed.RouterPort, e.web.host)
 	e.start = time.Now()
 	e.w.Start(ctx)
 	e.p.Start(ctx)
 	defer e.w.Stop()
 	defer e.p.Stop()
-	e.mark("writer (%d workers) and prober start", ph.Workers)
+	e.mark("writer (%d workers) and prober start; dynos %s", ph.Workers, placement(ds))
 	if err := sleepCtx(ctx, ph.Warmup); err != nil {
 		return nil, err
 	}
 
 	if err := d.run(ctx, e); err != nil {
-		return e.report, fmt.Errorf("drill %s: %w", d.Name, err)
+		return e.report, fmt.Errorf("drill %s: %w\n%s", d.Name, err, e.dynoDiagnosis(ctx))
 	}
 	if e.rtoFrom.IsZero() {
 		e.faultAt("the start", e.start)
@@ -431,6 +486,7 @@ func Run(ctx context.Context, d Drill, tb *testbed.Testbed, opts Options) (*Repo
 	}
 
 	e.converge(ctx)
+	e.settleDynos(ctx)
 	e.lostWrites(ctx)
 	viz := opts.VizDir
 	if viz == "" {
@@ -441,9 +497,61 @@ func Run(ctx context.Context, d Drill, tb *testbed.Testbed, opts Options) (*Repo
 	e.report.RTOFrom = e.rtoFromName
 	e.report.tally(e.rtoFrom, ops, probes)
 	e.report.RTO = RTO(e.rtoFrom, ops, probes, ph.Slow)
-	e.note("dynos are not checked yet: dynos, and their moving off lost nodes, arrive with issue 3; the drill will then scale an app and check its formation here")
+	e.report.RouterRTO = RTO(e.rtoFrom, nil, probes, ph.Slow)
+	e.report.Answered = answeredCounts(probes)
+	if d.RouterBound {
+		e.routersWithinBound()
+	}
 	e.report.Duration = time.Since(began)
 	return e.report, nil
+}
+
+// answeredCounts is "web.1 120, web.2 118, ..." of successful probes.
+func answeredCounts(probes []Probe) string {
+	n := map[string]int{}
+	for _, p := range probes {
+		if p.OK {
+			n[p.Dyno]++
+		}
+	}
+	var out []string
+	for _, k := range sortedKeys(n) {
+		out = append(out, fmt.Sprintf("%s %d", k, n[k]))
+	}
+	return strings.Join(out, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// dynoDiagnosis describes the web app's dynos and processes, for an error.
+func (e *env) dynoDiagnosis(ctx context.Context) string {
+	if e.web == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, n := range e.tb.Running() {
+		ds, err := e.dynosVia(ctx, n, false)
+		if err != nil {
+			fmt.Fprintf(&b, "dynos according to %s: %v\n", n, err)
+			continue
+		}
+		var parts []string
+		for _, d := range ds {
+			parts = append(parts, fmt.Sprintf("%s@%s %s v%d%s", d.Name, d.Node, d.State, d.Release.Version, ifNotEmpty(" (", d.PendingReason+d.Reason, ")")))
+		}
+		fmt.Fprintf(&b, "dynos according to %s: %s\n", n, strings.Join(parts, "; "))
+	}
+	if procs, err := e.census(ctx); err == nil {
+		fmt.Fprintf(&b, "running: %s\n", runningText(procs))
+	}
+	return b.String()
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -12,23 +12,35 @@ import (
 	"github.com/slipwayhq/slipway/client"
 )
 
-// NodeLoss: kill -9 of one node (the leader, the harder case); writes
-// continue through the others; the node is restarted and catches up.
+// NodeLoss: kill -9 of one node's agent (the leader, the harder case);
+// writes continue through the others; the node's dynos move to the other
+// nodes (its dyno processes outlive the agent, by design); the node is
+// restarted, catches up, and stops the dynos that moved away.
 func NodeLoss() Drill {
 	return Drill{
-		Name:    "node-loss",
-		Summary: "kill -9 one node (the leader): writes continue; restarted, it catches up",
+		Name:        "node-loss",
+		Summary:     "kill -9 one node (the leader): writes continue, its dynos move; restarted, it catches up",
+		RouterBound: true,
 		run: func(ctx context.Context, e *env) error {
 			victim, zone, err := e.leader(ctx)
 			if err != nil {
 				return err
 			}
-			t := e.mark("kill -9 %s (the leader, zone %s)", victim, zone)
+			before, err := e.placementNow(ctx, e.tb.Running())
+			if err != nil {
+				return err
+			}
+			t := e.mark("kill -9 %s (the leader, zone %s; its dynos: %s)", victim, zone, dynosOn(before, victim))
 			e.faultAt("the kill", t)
 			if err := e.tb.KillNode(victim); err != nil {
 				return err
 			}
-			if err := sleepCtx(ctx, e.ph.Observe); err != nil {
+			lost := map[string]bool{victim: true}
+			e.formationRestored(ctx, t, "its dynos move: the formation restored on the other nodes", before, lost, e.tb.Running())
+			if orphans := e.orphans(ctx, victim); orphans != "" {
+				e.note("while %s's agent was down its dyno processes kept running (%s), as they do by design: the next agent adopts them or, as here, stops them", victim, orphans)
+			}
+			if err := sleepCtx(ctx, time.Until(t.Add(e.ph.Observe))); err != nil {
 				return err
 			}
 			leader, lzone, err := e.leader(ctx)
@@ -52,13 +64,16 @@ func NodeLoss() Drill {
 	}
 }
 
-// ZoneLoss: one of three zones goes dark (its nodes lose power: killed, and
-// their addresses stop answering); Raft keeps its quorum in the other two
-// zones and writes continue; the zone comes back and catches up.
+// ZoneLoss: one of three zones goes dark (its nodes lose power: their
+// agents and dynos killed, and their addresses stop answering); Raft keeps
+// its quorum in the other two zones and writes continue; the routers stop
+// sending to the dead zone's dynos within seconds and the formation is
+// restored in the other zones; the zone comes back and catches up.
 func ZoneLoss() Drill {
 	return Drill{
-		Name:    "zone-loss",
-		Summary: "one of 3 zones goes dark: Raft keeps quorum, writes continue; the zone comes back",
+		Name:        "zone-loss",
+		Summary:     "one of 3 zones goes dark: Raft keeps quorum, writes continue, the routers route around it, its dynos move; the zone comes back",
+		RouterBound: true,
 		run: func(ctx context.Context, e *env) error {
 			_, zone, err := e.leader(ctx)
 			if err != nil {
@@ -66,12 +81,22 @@ func ZoneLoss() Drill {
 			}
 			region := e.tb.Plan().Regions()[0]
 			names := e.tb.ZoneNodes(region, zone)
-			t := e.mark("zone %s goes dark (the leader's zone: %s powered off, kill -9, addresses black-holed)", zone, strings.Join(names, " "))
+			before, err := e.placementNow(ctx, e.tb.Running())
+			if err != nil {
+				return err
+			}
+			t := e.mark("zone %s goes dark (the leader's zone: %s powered off, kill -9 of the agents and dynos, addresses black-holed; its dynos: %s)",
+				zone, strings.Join(names, " "), dynosOn(before, names...))
 			e.faultAt("the zone going dark", t)
 			if err := e.tb.KillZone(ctx, region, zone); err != nil {
 				return err
 			}
-			if err := sleepCtx(ctx, e.ph.Observe); err != nil {
+			lost := map[string]bool{}
+			for _, n := range names {
+				lost[n] = true
+			}
+			e.formationRestored(ctx, t, "the formation restored in the other zones", before, lost, e.tb.Running())
+			if err := sleepCtx(ctx, time.Until(t.Add(e.ph.Observe))); err != nil {
 				return err
 			}
 			leader, lzone, err := e.leader(ctx)
@@ -99,10 +124,16 @@ func ZoneLoss() Drill {
 // minority refuses writes and linearizable reads with 503 unavailable but
 // keeps serving reads from its stale replica; the majority elects a leader
 // and writes continue; after healing, every node converges.
+//
+// Its routers keep routing on their last state: the minority's router
+// serves the app from the minority's own dynos, while the majority moves
+// those dynos to its own nodes. After healing, the minority's copies stop:
+// every dyno runs once.
 func PartitionDrill() Drill {
 	return Drill{
-		Name:    "partition",
-		Summary: "a zone is cut off: the minority refuses writes (503 unavailable) but serves stale reads; healed, all converge",
+		Name:        "partition",
+		Summary:     "a zone is cut off: the minority refuses writes (503 unavailable) but serves stale reads and its dynos' traffic; healed, all converge",
+		RouterBound: true,
 		run: func(ctx context.Context, e *env) error {
 			_, zone, err := e.leader(ctx)
 			if err != nil {
@@ -110,6 +141,22 @@ func PartitionDrill() Drill {
 			}
 			region := e.tb.Plan().Regions()[0]
 			minority := e.tb.ZoneNodes(region, zone)
+			var majority []string
+			for _, n := range e.tb.Names() {
+				if !contains(minority, n) {
+					majority = append(majority, n)
+				}
+			}
+			before, err := e.placementNow(ctx, e.tb.Running())
+			if err != nil {
+				return err
+			}
+			minorityDynos := map[string]bool{}
+			for _, d := range before {
+				if contains(minority, d.Node) {
+					minorityDynos[d.Name] = true
+				}
+			}
 			// Clients of the minority are the drill's own probes below;
 			// the writer keeps to the majority.
 			e.setNoWrites(minority, true)
@@ -120,7 +167,7 @@ func PartitionDrill() Drill {
 					}
 				}
 			}
-			t := e.mark("cut zone %s (%s, holding the leader) off from the other zones", zone, strings.Join(minority, " "))
+			t := e.mark("cut zone %s (%s, holding the leader; its dynos: %s) off from the other zones", zone, strings.Join(minority, " "), dynosOn(before, minority...))
 			e.faultAt("the cut", t)
 			if err := e.tb.IsolateZone(ctx, region, zone); err != nil {
 				return err
@@ -168,11 +215,18 @@ func PartitionDrill() Drill {
 			e.check("the minority serves reads from its stale replica", stale,
 				"%s answered %s; the majority acknowledged %d writes since the cut", m, describe(sr), behind)
 
-			if rest := time.Until(t.Add(e.ph.Observe)); rest > 0 {
-				if err := sleepCtx(ctx, rest); err != nil {
-					return err
-				}
+			cutOff := map[string]bool{}
+			for _, n := range minority {
+				cutOff[n] = true
 			}
+			e.formationRestored(ctx, t, "the majority restores the formation on its nodes", before, cutOff, majority)
+			// The minority's router is probed throughout; give it a few
+			// seconds past the routers' bound to show it keeps serving.
+			end := t.Add(max(e.ph.Observe, e.ph.RouterBound+5*time.Second))
+			if err := sleepCtx(ctx, time.Until(end)); err != nil {
+				return err
+			}
+			e.minorityServes(t, time.Now(), minority, minorityDynos)
 			n := e.ackedBetween(t, time.Now())
 			e.check("the majority keeps taking writes", n > 0, "%d writes acknowledged through the majority during the cut", n)
 			e.mark("heal the partition")
@@ -214,12 +268,19 @@ func describe(op Op) string {
 }
 
 // PowerCycle: every node loses power at once (every process killed with
-// SIGKILL, addresses dark), then all are powered on; the cluster re-forms
-// by itself (no manual step) with all its state.
+// SIGKILL, the dynos too, addresses dark), then all are powered on; the
+// cluster re-forms by itself (no manual step) with all its state, and the
+// app serves again with its last release (a config change made just
+// before: a release that rolled every dyno).
 func PowerCycle() Drill {
 	return Drill{
 		Name:    "power-cycle",
-		Summary: "every node killed at once (power off), then started: the cluster re-forms by itself with all its state",
+		Summary: "every node killed at once (power off), then started: the cluster re-forms by itself with all its state; the app serves its last release again",
+		prepare: func(ctx context.Context, e *env) error {
+			// A last release after the deploy: the app must come back
+			// with it, not with the one before.
+			return e.setGreeting(ctx, fmt.Sprintf("last-before-the-power-cut-%d", time.Now().Unix()))
+		},
 		run: func(ctx context.Context, e *env) error {
 			before, err := latestRelease(ctx, e)
 			if err != nil {
@@ -247,6 +308,19 @@ func PowerCycle() Drill {
 			after, err := latestRelease(ctx, e)
 			e.check("every release is back", err == nil && after >= before,
 				"latest release v%d before the power cut, v%d after%s", before, after, errNote(err))
+			ds, _, err := e.waitFormation(ctx, nil, e.tb.Running())
+			e.check("every dyno back on the app's last release", err == nil, "%d × web up on v%d (%s) %s after powering on%s",
+				e.web.quantity, e.web.release, placement(ds), secs(time.Since(t)), errNote(err))
+			var serving []string
+			for _, n := range e.tb.Running() {
+				if err := e.waitRouter(ctx, n); err != nil {
+					e.check("every router serves the last release", false, "%v", err)
+					return nil
+				}
+				serving = append(serving, n)
+			}
+			e.check("every router serves the last release", true, "%s answer %q, %s after powering on",
+				strings.Join(serving, " "), strings.TrimSpace(e.web.want()), secs(time.Since(t)))
 			return nil
 		},
 	}
@@ -272,15 +346,22 @@ func latestRelease(ctx context.Context, e *env) (int, error) {
 
 // RollingRestart restarts every node in turn, gracefully, under load, the
 // way an operator upgrades a cluster: take the node out of rotation, stop
-// it (SIGTERM: it hands leadership over and leaves gossip), start it, wait
-// until it has caught up, put it back. No request may fail.
+// it (SIGTERM: it hands leadership over and leaves gossip; its dynos keep
+// running), start it, wait until it has caught up and its router serves,
+// put it back. No request may fail, through the API or the routers, and
+// the restarted agents adopt their dynos.
 func RollingRestart() Drill {
 	return Drill{
 		Name:         "rolling-restart",
-		Summary:      "every node restarted in turn under load: no failed requests, no lost writes",
+		Summary:      "every node restarted in turn under load: no failed requests, no lost writes, dynos adopted",
 		ZeroFailures: true,
 		run: func(ctx context.Context, e *env) error {
+			var adopted, moved []string
 			for i, n := range e.tb.Names() {
+				before, err := e.processesOn(ctx, n)
+				if err != nil {
+					return err
+				}
 				t := e.mark("restart %s: out of rotation, SIGTERM, start", n)
 				if i == 0 {
 					e.faultAt("the first restart", t)
@@ -294,9 +375,16 @@ func RollingRestart() Drill {
 				if err := e.waitHealthy(ctx, n); err != nil {
 					return err
 				}
+				a, m, err := e.adoption(ctx, n, before)
+				if err != nil {
+					return err
+				}
+				adopted, moved = append(adopted, a...), append(moved, m...)
 				e.putBack(n)
-				e.mark("%s caught up and back in rotation", n)
+				e.mark("%s caught up, its router serves, back in rotation; its dynos: %s", n, adoptionText(a, m))
 			}
+			e.check("the restarted agents adopt their dynos", len(moved) == 0 && len(adopted) > 0,
+				"%s", adoptionText(adopted, moved))
 			return nil
 		},
 	}

@@ -11,8 +11,12 @@ import (
 	"github.com/slipwayhq/slipway/testbed"
 )
 
-// slipwayBin is the binary under test, built once by TestMain.
-var slipwayBin string
+// slipwayBin is the binary under test and webSlug the web app the drills
+// deploy, built once by TestMain.
+var (
+	slipwayBin string
+	webSlug    *Slug
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "slipway-drills-bin-")
@@ -22,6 +26,9 @@ func TestMain(m *testing.M) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	slipwayBin, err = testbed.BuildSlipway(ctx, dir)
+	if err == nil {
+		webSlug, err = BuildWebSlug(ctx, dir)
+	}
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -46,7 +53,7 @@ func TestDrills(t *testing.T) {
 	}
 	// A history that is not linearizable is saved (with porcupine's
 	// visualization) in the temporary directory, kept after the test.
-	opts := Options{Long: longVariant()}
+	opts := Options{Long: longVariant(), Slug: webSlug}
 	for _, d := range All() {
 		t.Run(d.Name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)

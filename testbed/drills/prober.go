@@ -5,26 +5,31 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/slipwayhq/slipway/testbed"
 )
 
-// Target is one URL the prober requests, with an optional Host header.
+// Target is one URL the prober requests, with an optional Host header and
+// what the answer must contain.
 type Target struct {
 	Node string // the node the request goes to
 	URL  string
 	Host string
+	// Want, if set, must be in the answer's body: an answer without it
+	// (another release, an error page served with 200) is a failed probe.
+	Want string
 }
 
 // Targets returns what to probe now; it is called before every round, so
 // it follows nodes going out of and back into service.
 type Targets func() []Target
 
-// HealthTargets probes each in-service node's API /health. This is what
-// the drills probe until the router exists: it shows whether each node's
-// HTTP endpoint answers, not whether apps are served.
+// HealthTargets probes each in-service node's API /health: it shows
+// whether each node's HTTP endpoint answers, not whether apps are served.
+// The drills probe the routers (RouterTargets).
 func HealthTargets(tb *testbed.Testbed, inService func() []string) Targets {
 	return func() []Target {
 		var out []Target
@@ -36,18 +41,13 @@ func HealthTargets(tb *testbed.Testbed, inService func() []string) Targets {
 }
 
 // RouterTargets probes an app through each in-service node's router (port
-// 80, Host APP.<cluster domain>), the way users reach apps. Use it in Run
-// instead of HealthTargets once the router (issue 5) serves apps and the
-// drill deploys one.
-func RouterTargets(tb *testbed.Testbed, inService func() []string, app string) Targets {
+// 80, Host APP.<cluster domain>), the way users reach apps; every answer
+// must contain want.
+func RouterTargets(tb *testbed.Testbed, inService func() []string, app, want string) Targets {
 	return func() []Target {
 		var out []Target
 		for _, n := range inService() {
-			nd, err := tb.Node(n)
-			if err != nil {
-				continue
-			}
-			out = append(out, Target{Node: n, URL: fmt.Sprintf("http://%s:80/", nd.Addr), Host: app + "." + tb.Domain()})
+			out = append(out, Target{Node: n, URL: tb.RouterURL(n) + "/", Host: app + "." + tb.Domain(), Want: want})
 		}
 		return out
 	}
@@ -61,6 +61,9 @@ type Probe struct {
 	OK     bool
 	Status int
 	Err    string
+	// Dyno is the dyno that answered, when the answer names it ("hello
+	// from web.2 ...").
+	Dyno string
 }
 
 // Prober requests every target every Interval and records the results. A
@@ -79,8 +82,7 @@ type Prober struct {
 	wg     sync.WaitGroup
 }
 
-// Start starts probing.
-func (p *Prober) Start(ctx context.Context) {
+func (p *Prober) defaults() {
 	if p.Interval == 0 {
 		p.Interval = 100 * time.Millisecond
 	}
@@ -92,8 +94,15 @@ func (p *Prober) Start(ctx context.Context) {
 	}
 	// No redirects followed; no connection reuse, so that every probe
 	// finds out afresh whether the target accepts connections.
-	p.http = &http.Client{Timeout: p.Timeout, Transport: &http.Transport{DisableKeepAlives: true},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if p.http == nil {
+		p.http = &http.Client{Timeout: p.Timeout, Transport: &http.Transport{DisableKeepAlives: true},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+}
+
+// Start starts probing.
+func (p *Prober) Start(ctx context.Context) {
+	p.defaults()
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.wg.Add(1)
 	go func() {
@@ -128,12 +137,20 @@ func (p *Prober) probe(t Target) Probe {
 		var resp *http.Response
 		resp, err = p.http.Do(req)
 		if err == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+			var body string
+			body, err = readBody(resp.Body, 64<<10)
 			resp.Body.Close()
 			pr.Status = resp.StatusCode
-			pr.OK = resp.StatusCode >= 200 && resp.StatusCode < 400
-			if !pr.OK {
-				pr.Err = fmt.Sprintf("HTTP %d", resp.StatusCode)
+			pr.Dyno = answeredBy(body)
+			switch {
+			case err != nil:
+				err = fmt.Errorf("HTTP %d, reading the body: %w", resp.StatusCode, err)
+			case resp.StatusCode < 200 || resp.StatusCode >= 400:
+				pr.Err = fmt.Sprintf("HTTP %d %.100q", resp.StatusCode, body)
+			case t.Want != "" && !strings.Contains(body, t.Want):
+				pr.Err = fmt.Sprintf("HTTP %d %.100q, not %q", resp.StatusCode, body, strings.TrimSpace(t.Want))
+			default:
+				pr.OK = true
 			}
 		}
 	}
@@ -142,6 +159,23 @@ func (p *Prober) probe(t Target) Probe {
 	}
 	pr.End = p.Now()
 	return pr
+}
+
+// readBody reads at most n bytes of a body.
+func readBody(r io.Reader, n int64) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(r, n))
+	return string(b), err
+}
+
+// answeredBy finds the dyno's name in the web app's answer ("hello from
+// web.2 release v3 ...").
+func answeredBy(body string) string {
+	rest, ok := strings.CutPrefix(body, "hello from ")
+	if !ok {
+		return ""
+	}
+	name, _, _ := strings.Cut(rest, " ")
+	return name
 }
 
 // Stop stops probing and waits for the last round.

@@ -28,8 +28,13 @@ type Report struct {
 	Cluster string
 	Marks   []Mark
 	// Duration is the whole drill, from the testbed being ready to the end
-	// of the checks (the testbed's own start and teardown excluded).
+	// of the checks (the testbed's own start and teardown excluded); Setup
+	// is its first part, deploying the web app before the writer and the
+	// prober start.
 	Duration time.Duration
+	Setup    time.Duration
+	// App describes the web app the prober requests.
+	App string
 
 	// RTO is the time from RTOFrom until the end of the last request
 	// started after it that failed or took longer than Slow; zero when
@@ -43,6 +48,15 @@ type Report struct {
 	ProbeTarget  string
 	Probes       int
 	ProbesFailed int
+	// RouterRTO is RTO counting probes alone: until every router served
+	// the app again. RouterBound is what the drills allow it where a node
+	// or zone is lost.
+	RouterRTO   time.Duration
+	RouterBound time.Duration
+	// Answered counts successful probes by the dyno that answered.
+	Answered string
+	// FinalPlacement is where the web dynos ended up.
+	FinalPlacement string
 
 	Writes, WritesAcked, WritesFailed, WritesAmbiguous int
 	// WritesAckedAfterFault counts acknowledged writes that started after
@@ -116,6 +130,9 @@ func (r *Report) String() string {
 	line := func(k, format string, args ...any) { fmt.Fprintf(&b, "  %-13s %s\n", k, fmt.Sprintf(format, args...)) }
 	fmt.Fprintf(&b, "== drill %s: %s\n", r.Drill, r.Summary)
 	line("cluster", "%s", r.Cluster)
+	if r.App != "" {
+		line("app", "%s", r.App)
+	}
 	var tl []string
 	for _, m := range r.Marks {
 		tl = append(tl, fmt.Sprintf("+%s %s", secs(m.At), m.What))
@@ -129,9 +146,16 @@ func (r *Report) String() string {
 	default:
 		line("RTO", "%s from %s to the end of the last request sent after it that failed or took over %s", secs(r.RTO), r.RTOFrom, r.Slow)
 	}
+	if r.Recovered {
+		if r.RouterRTO == 0 {
+			line("routers", "RTO 0s: no probe through the routers failed or took over %s after %s", r.Slow, r.RTOFrom)
+		} else {
+			line("routers", "RTO %s: every router served the app again %s after %s (probes alone)", secs(r.RouterRTO), secs(r.RouterRTO), r.RTOFrom)
+		}
+	}
 	line("failed", "%d requests (%d probes, %d writes, %d reads)%s", r.FailedRequests, r.ProbesFailed,
 		r.WritesFailed+r.WritesAmbiguous-r.expectedWrites(), r.ReadsFailed-r.expectedReads(), r.expectedNote())
-	line("prober", "%d probes of %s, %d failed", r.Probes, r.ProbeTarget, r.ProbesFailed)
+	line("prober", "%d probes of %s, %d failed; answered by %s", r.Probes, r.ProbeTarget, r.ProbesFailed, orNone(r.Answered))
 	line("writer", "%d writes: %d acknowledged (%d after the fault), %d failed unsent or refused, %d ambiguous; %d linearizable reads, %d failed; slowest after the fault %s",
 		r.Writes, r.WritesAcked, r.WritesAckedAfterFault, r.WritesFailed, r.WritesAmbiguous, r.Reads, r.ReadsFailed, r.Slowest.Round(time.Millisecond))
 	line("lost writes", "%d of %d acknowledged (looked up in the config vars of all %d releases)%s", r.LostWrites, r.AckedWritesChecked, r.Releases, examples(r.LostExamples))
@@ -162,7 +186,7 @@ func (r *Report) String() string {
 	for _, n := range r.Notes {
 		line("note", "%s", n)
 	}
-	line("took", "%s", secs(r.Duration))
+	line("took", "%s (of which %s deploying the web app before the writer and prober started)", secs(r.Duration), secs(r.Setup))
 	return b.String()
 }
 
@@ -174,6 +198,13 @@ func (r *Report) expectedNote() string {
 		return ""
 	}
 	return fmt.Sprintf("; %d more failed on purpose (not counted)", r.Expected)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 func examples(ex []string) string {

@@ -227,7 +227,16 @@ It exits non-zero when a drill finds a problem.`,
 				return err
 			}
 			defer cleanup()
-			opts := drills.Options{Long: long, Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}
+			slugDir, err := os.MkdirTemp("", "slipway-drill-slug-")
+			if err != nil {
+				return err
+			}
+			slug, err := drills.BuildWebSlug(ctx, slugDir)
+			os.RemoveAll(slugDir)
+			if err != nil {
+				return err
+			}
+			opts := drills.Options{Long: long, Slug: slug, Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}
 			failed := 0
 			for _, d := range list {
 				problems, err := runDrill(ctx, d, bin, opts, cmd)
