@@ -67,6 +67,16 @@ func TestSNIEndpoints(t *testing.T) {
 	// heroku domains:add names the endpoint when the app has one.
 	e.must(201, "POST", "/apps/demo/domains", `{"hostname":"shop.example.org","sni_endpoint":"`+ep.Name+`"}`)
 	e.errID(404, "not_found", "POST", "/apps/demo/domains", `{"hostname":"x.example.org","sni_endpoint":"nope"}`)
+	// Domains name the endpoint that covers them (exactly or by wildcard);
+	// the default domain has none.
+	var doms []Domain
+	e.must(200, "GET", "/apps/demo/domains", "").json(&doms)
+	for _, d := range doms {
+		covered := d.Hostname != "demo.localhost"
+		if covered != (d.SNIEndpoint != nil) || (covered && (d.SNIEndpoint.ID != ep.ID || d.SNIEndpoint.Name != ep.Name)) {
+			t.Fatalf("domain %s: sni_endpoint %+v", d.Hostname, d.SNIEndpoint)
+		}
+	}
 
 	// Update replaces the certificate, keeping the name.
 	chain2, key2 := makeCert(t, now.Add(-time.Hour), now.Add(96*time.Hour), "www.example.com")

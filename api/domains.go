@@ -17,7 +17,7 @@ func (s *Server) domainList(w http.ResponseWriter, r *http.Request) error {
 	ds := snap.Domains(a.ID)
 	items := make([]pageItem, len(ds))
 	for i, d := range ds {
-		items[i] = pageItem{keys: map[string]string{"id": d.ID, "hostname": d.Hostname}, v: s.renderDomain(a, d)}
+		items[i] = pageItem{keys: map[string]string{"id": d.ID, "hostname": d.Hostname}, v: s.renderDomain(snap, a, d)}
 	}
 	return writePage(w, r, items, "hostname", "id")
 }
@@ -31,7 +31,7 @@ func (s *Server) domainInfo(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return notFound("domain")
 	}
-	writeJSON(w, http.StatusOK, s.renderDomain(a, d))
+	writeJSON(w, http.StatusOK, s.renderDomain(snap, a, d))
 	return nil
 }
 
@@ -65,7 +65,7 @@ func (s *Server) domainCreate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.event(r, a, "Add %s domain", out.Hostname)
-	writeJSON(w, http.StatusCreated, s.renderDomain(a, &out))
+	writeJSON(w, http.StatusCreated, s.renderDomain(snap, a, &out))
 	return nil
 }
 
@@ -82,6 +82,6 @@ func (s *Server) domainDelete(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.event(r, a, "Remove %s domain", d.Hostname)
-	writeJSON(w, http.StatusOK, s.renderDomain(a, d))
+	writeJSON(w, http.StatusOK, s.renderDomain(snap, a, d))
 	return nil
 }

@@ -87,9 +87,9 @@ func renderFormation(app *fsm.App, f *fsm.Formation) Formation {
 		Type: f.Type, UpdatedAt: f.UpdatedAt}
 }
 
-func (s *Server) renderDomain(app *fsm.App, d *fsm.Domain) Domain {
+func (s *Server) renderDomain(snap *fsm.Snap, app *fsm.App, d *fsm.Domain) Domain {
 	out := Domain{App: Ref{ID: app.ID, Name: app.Name}, CreatedAt: d.CreatedAt, Hostname: d.Hostname, ID: d.ID,
-		Kind: d.Kind, UpdatedAt: d.UpdatedAt, Status: d.Status}
+		Kind: d.Kind, UpdatedAt: d.UpdatedAt, Status: d.Status, SNIEndpoint: sniEndpointFor(snap, app.ID, d.Hostname)}
 	if d.Kind == fsm.DomainKindCustom {
 		c := d.CName
 		if c == "" {
@@ -107,4 +107,34 @@ func renderFeature(f fsm.FeatureState, created fsm.App) AppFeature {
 		out.UpdatedAt = f.UpdatedAt.UpdatedAt
 	}
 	return out
+}
+
+// sniEndpointFor is the app's SNI endpoint the routers serve for a
+// hostname, as they choose it: a certificate naming the host exactly
+// before a wildcard one, the most recently updated first; nil if none.
+func sniEndpointFor(snap *fsm.Snap, appID, hostname string) *Ref {
+	host := fsm.NormalizeHostname(hostname)
+	var exact, wild *fsm.Cert
+	for _, c := range snap.Certs(appID) {
+		if !certCovers(c.Hostnames, host) {
+			continue
+		}
+		isExact := false
+		for _, n := range c.Hostnames {
+			isExact = isExact || fsm.NormalizeHostname(n) == host
+		}
+		best := &wild
+		if isExact {
+			best = &exact
+		}
+		if *best == nil || c.UpdatedAt.After((*best).UpdatedAt) {
+			*best = c
+		}
+	}
+	for _, c := range []*fsm.Cert{exact, wild} {
+		if c != nil {
+			return &Ref{ID: c.ID, Name: c.Name}
+		}
+	}
+	return nil
 }
