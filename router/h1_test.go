@@ -139,12 +139,7 @@ func TestUnreachableNodeQuarantinesAllItsDynos(t *testing.T) {
 			t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
 		}
 	}
-	now := time.Now().UnixNano()
-	for _, b := range tr.rt.Table().backends {
-		if b.Node == "n2" && !b.quarantined(now) {
-			t.Errorf("%s on the unreachable node is not quarantined", b.Name)
-		}
-	}
+	tr.expectNodeQuarantined(t, "n2", "unreachable")
 }
 
 func TestClientGoneDuringResponseIsH27(t *testing.T) {
@@ -296,12 +291,7 @@ func TestUnacknowledgedRequestIsRetriedAndQuarantinesTheNode(t *testing.T) {
 			t.Fatalf("GET %d: %d %q", i, resp.StatusCode, b)
 		}
 	}
-	now := time.Now().UnixNano()
-	for _, b := range tr.rt.Table().backends {
-		if b.Node == "n2" && !b.quarantined(now) {
-			t.Errorf("%s on the node that stopped acknowledging is not quarantined", b.Name)
-		}
-	}
+	tr.expectNodeQuarantined(t, "n2", "stopped acknowledging")
 }
 
 // With only the gone dyno, a request that cannot be retried is an H13,
@@ -324,5 +314,16 @@ func TestUnacknowledgedRequestWithoutRetryIsH13(t *testing.T) {
 	expectError(t, tr, resp, body, 503, H13, "Application error")
 	if d := time.Since(start); d > 20*time.Second {
 		t.Fatalf("took %s: waited for the first-byte timeout", d)
+	}
+}
+
+// expectNodeQuarantined checks that every dyno of node is quarantined.
+func (tr *testRouter) expectNodeQuarantined(t *testing.T, node, why string) {
+	t.Helper()
+	now := time.Now().UnixNano()
+	for _, b := range tr.rt.Table().backends {
+		if b.Node == node && !b.quarantined(now) {
+			t.Errorf("%s on the node that is %s is not quarantined", b.Name, why)
+		}
 	}
 }

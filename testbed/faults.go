@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -325,7 +327,7 @@ func (tb *Testbed) ClearImpairment(ctx context.Context, name string) error {
 		rest[k] = v
 	}
 	tb.mu.Unlock()
-	for _, other := range sortedKeys(rest) {
+	for _, other := range slices.Sorted(maps.Keys(rest)) {
 		o, _ := tb.plan.Node(other)
 		if o.Region == n.Region && rest[other].viaNFT {
 			if err := tb.nft(ctx, n.Region, lossRule(other, o.Addr.String(), rest[other].Loss)...); err != nil {

@@ -3,6 +3,8 @@ package drills
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -67,7 +69,7 @@ func (e *env) formationRestored(ctx context.Context, fault time.Time, name strin
 			moves = append(moves, fmt.Sprintf("%s %s→%s", d.Name, d.Node, where[d.Name]))
 		}
 	}
-	lostNames := sortedKeys(lost)
+	lostNames := slices.Sorted(maps.Keys(lost))
 	e.mark("formation restored: %s (moved %s)", placement(ds), orNone(strings.Join(moves, ", ")))
 	e.check(name, len(moves) > 0, "%d × web up on v%d, none on %s: %s; moved %s; %s after the fault",
 		e.web.quantity, e.web.release, strings.Join(lostNames, " "), placement(ds), orNone(strings.Join(moves, ", ")), secs(took))
@@ -117,7 +119,7 @@ func (e *env) minorityServes(cut, until time.Time, minority []string, own map[st
 	}
 	foreign := 0
 	var by []string
-	for _, d := range sortedKeys(answered) {
+	for _, d := range slices.Sorted(maps.Keys(answered)) {
 		by = append(by, fmt.Sprintf("%s %d", d, answered[d]))
 		if !own[d] {
 			foreign += answered[d]
@@ -127,7 +129,7 @@ func (e *env) minorityServes(cut, until time.Time, minority []string, own map[st
 	e.check("the minority's router serves its own dynos on stale state", ok,
 		"%d probes of %s's router from %s after the cut until +%s: %d failed%s; answered by %s (the minority's dynos: %s); in the first %s %d of %d failed",
 		n, strings.Join(minority, " "), secs(e.ph.RouterBound), secs(until.Sub(e.start)), failed, ifNotEmpty(" (last: ", shortErr(lastErr), ")"),
-		orNone(strings.Join(by, ", ")), orNone(strings.Join(sortedKeys(own), " ")), secs(e.ph.RouterBound), earlyFailed, early)
+		orNone(strings.Join(by, ", ")), orNone(strings.Join(slices.Sorted(maps.Keys(own)), " ")), secs(e.ph.RouterBound), earlyFailed, early)
 }
 
 // routersWithinBound checks that every probe through the routers sent
@@ -201,7 +203,7 @@ func (e *env) adoption(ctx context.Context, node string, before map[string]int) 
 	for _, d := range ds {
 		byName[d.Name] = d
 	}
-	names := sortedKeys(before)
+	names := slices.Sorted(maps.Keys(before))
 	sort.Strings(names)
 	for _, name := range names {
 		d, ok := byName[name]
