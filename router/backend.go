@@ -29,8 +29,13 @@ type Backend struct {
 	// quarantinedUntil is a Unix-nano time before which the backend is
 	// skipped while others are available.
 	quarantinedUntil atomic.Int64
-	retired          atomic.Bool
-	pool             connPool
+	// strikes counts quarantines since the last successful connect: each
+	// one lasts twice as long as the one before (up to 8 × the base), as
+	// outlier ejection does, so a dyno that stays unreachable costs a
+	// request now and then rather than every few seconds.
+	strikes atomic.Int32
+	retired atomic.Bool
+	pool    connPool
 }
 
 func newBackend(key string, d *fsm.Dyno, po poolOptions) *Backend {
@@ -43,12 +48,23 @@ func joinHostPort(host string, port int) string { return net.JoinHostPort(host, 
 
 func (b *Backend) quarantined(now int64) bool { return b.quarantinedUntil.Load() > now }
 
-func (b *Backend) quarantine(until int64) {
+// quarantine takes the backend out of rotation for base, doubled for each
+// earlier strike since its last successful connect (at most 8 × base).
+func (b *Backend) quarantine(now int64, base time.Duration) {
+	n := b.strikes.Add(1)
+	until := now + int64(base)<<min(n-1, 3)
 	for {
 		cur := b.quarantinedUntil.Load()
 		if cur >= until || b.quarantinedUntil.CompareAndSwap(cur, until) {
 			return
 		}
+	}
+}
+
+// connected clears the strikes after a successful connect.
+func (b *Backend) connected() {
+	if b.strikes.Load() != 0 {
+		b.strikes.Store(0)
 	}
 }
 

@@ -163,13 +163,14 @@ func (rt *Router) proxy(rq *reqState, t *Table) bool {
 		if err != nil {
 			rq.lastCode = ""
 			lastKind = classifyDial(err)
-			until := nowNano(rt.now) + int64(rt.opts.Quarantine)
+			now := nowNano(rt.now)
 			// A refused connect means the dyno is gone; a timeout or an
 			// unreachable host means its node probably is (gossip may
 			// only suspect it yet): quarantine all of the node's dynos.
-			be.quarantine(until)
-			if lastKind != dialRefused {
-				t.quarantineNode(be.Node, until)
+			if lastKind != dialRefused && be.Node != "" {
+				t.quarantineNode(be.Node, now, rt.opts.Quarantine)
+			} else {
+				be.quarantine(now, rt.opts.Quarantine)
 			}
 			rt.stats.connectError()
 			rt.log.Debug("router: dyno connect failed", "app", app.Name, "dyno", be.Name, "addr", be.Addr, "err", err)
@@ -226,6 +227,7 @@ func (rt *Router) getConn(be *Backend, pooled, short bool) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	be.connected()
 	rt.stats.dial()
 	return &conn{nc: nc, be: be, br: bufio.NewReaderSize(nc, rt.opts.BackendReadBuffer),
 		bw: bufio.NewWriterSize(nc, rt.opts.BackendWriteBuffer)}, nil

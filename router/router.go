@@ -68,11 +68,12 @@ type Options struct {
 
 	ConnectTimeout time.Duration // H19 (5 s)
 	// RetryConnectTimeout is the connect timeout while another dyno is
-	// left to try (1 s): inside a region a connect takes well under a
-	// millisecond, so a dyno that has not answered by then is most likely
-	// on a node that is gone (gossip may not have declared it dead yet);
-	// its node is quarantined and the request goes to another dyno rather
-	// than waiting out ConnectTimeout. The last dyno gets ConnectTimeout.
+	// left to try (250 ms): inside a region a connect takes a millisecond
+	// or two, and a lost SYN is only resent after 1 s, so a dyno that has
+	// not answered by then is most likely on a node that is gone (gossip
+	// may not have declared it dead yet) or too loaded to accept; its node
+	// is quarantined and the request goes to another dyno rather than
+	// waiting out ConnectTimeout. The last dyno gets ConnectTimeout.
 	RetryConnectTimeout time.Duration
 	// UnackedTimeout (TCP_USER_TIMEOUT, Linux) fails a dyno connection
 	// whose sent data stays unacknowledged this long (2 s): its node is
@@ -131,7 +132,7 @@ func (o *Options) defaults() {
 		}
 	}
 	dur(&o.ConnectTimeout, 5*time.Second)
-	dur(&o.RetryConnectTimeout, time.Second)
+	dur(&o.RetryConnectTimeout, 250*time.Millisecond)
 	dur(&o.UnackedTimeout, 2*time.Second)
 	o.RetryConnectTimeout = min(o.RetryConnectTimeout, o.ConnectTimeout)
 	dur(&o.FirstByteTimeout, 30*time.Second)

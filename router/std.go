@@ -185,10 +185,10 @@ func (rt *Router) readHead(rq *reqState, c *conn, sendStart time.Time, retryable
 				// (Options.UnackedTimeout): it is gone. Quarantine its
 				// dynos; an idempotent request with nothing received
 				// goes to another dyno.
-				until := nowNano(rt.now) + int64(rt.opts.Quarantine)
-				c.be.quarantine(until)
-				if t := rt.Table(); t != nil {
-					t.quarantineNode(c.be.Node, until)
+				if t := rt.Table(); t != nil && c.be.Node != "" {
+					t.quarantineNode(c.be.Node, nowNano(rt.now), rt.opts.Quarantine)
+				} else {
+					c.be.quarantine(nowNano(rt.now), rt.opts.Quarantine)
 				}
 				if retryable && idempotent(rq.method) && !rq.closeRetried {
 					rq.closeRetried, rq.lastCode = true, H13
@@ -209,7 +209,7 @@ func (rt *Router) readHead(rq *reqState, c *conn, sendStart time.Time, retryable
 				// is quarantined like a refused connect. (Only once: a
 				// request that crashes dynos must not take them all.)
 				rq.closeRetried, rq.lastCode = true, H13
-				c.be.quarantine(nowNano(rt.now) + int64(rt.opts.Quarantine))
+				c.be.quarantine(nowNano(rt.now), rt.opts.Quarantine)
 				return nil, exRetry
 			default:
 				if sendErr != nil {

@@ -307,17 +307,17 @@ func itoa(n int) string {
 	return string(b[i:])
 }
 
-// quarantineNode quarantines every backend of a node until the given
-// time (the node looks unreachable: a dial timed out or the host is down),
+// quarantineNode quarantines every backend of a node (see
+// Backend.quarantine) (the node looks unreachable: a dial timed out or the host is down),
 // and drops their idle keep-alive connections: a request written on one
 // would wait out the first-byte timeout (H12) on a node that is gone.
-func (t *Table) quarantineNode(node string, until int64) {
+func (t *Table) quarantineNode(node string, now int64, base time.Duration) {
 	if node == "" {
 		return
 	}
 	for _, b := range t.backends {
 		if b.Node == node {
-			b.quarantine(until)
+			b.quarantine(now, base)
 			b.pool.closeIdle(0, true)
 		}
 	}

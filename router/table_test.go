@@ -58,8 +58,8 @@ func TestPickPrefersLocalZoneOnTies(t *testing.T) {
 func TestPickSkipsQuarantinedAndTried(t *testing.T) {
 	bs := mkBackends("a", "a", "a", "a")
 	now := time.Now().UnixNano()
-	bs[0].quarantine(now + int64(time.Second))
-	bs[1].quarantine(now + int64(time.Second))
+	bs[0].quarantine(now, time.Second)
+	bs[1].quarantine(now, time.Second)
 	for i := uint64(0); i < 200; i++ {
 		b := pick(bs, []*Backend{bs[2]}, "a", now, i*0x9e3779b97f4a7c15)
 		if b != bs[3] {
@@ -67,8 +67,8 @@ func TestPickSkipsQuarantinedAndTried(t *testing.T) {
 		}
 	}
 	// Everything quarantined: still try (untried) ones rather than fail.
-	bs[2].quarantine(now + int64(time.Second))
-	bs[3].quarantine(now + int64(time.Second))
+	bs[2].quarantine(now, time.Second)
+	bs[3].quarantine(now, time.Second)
 	if b := pick(bs, []*Backend{bs[0]}, "a", now, 7); b == nil || b == bs[0] {
 		t.Fatalf("picked %v with everything quarantined", b)
 	}
@@ -419,4 +419,24 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("no X-Forwarded-For in %q", out.String())
 		}
 	})
+}
+
+// Each quarantine since the last successful connect lasts twice as long
+// as the one before, up to 8 × the base; a connect clears the strikes.
+func TestQuarantineBacksOff(t *testing.T) {
+	b := &Backend{}
+	base := time.Second
+	now := int64(1_000_000_000_000)
+	for i, want := range []time.Duration{1, 2, 4, 8, 8} {
+		b.quarantine(now, base)
+		if got := time.Duration(b.quarantinedUntil.Load() - now); got != want*base {
+			t.Fatalf("quarantine %d lasts %s, want %s", i+1, got, want*base)
+		}
+		now += int64(9 * base) // each one over
+	}
+	b.connected()
+	b.quarantine(now, base)
+	if got := time.Duration(b.quarantinedUntil.Load() - now); got != base {
+		t.Fatalf("after a connect the quarantine lasts %s, want %s", got, base)
+	}
 }
