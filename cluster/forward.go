@@ -16,9 +16,37 @@ import (
 // maxCommand bounds a command's encoded size.
 const maxCommand = 2 << 20
 
-// forwardAttemptTimeout bounds one forwarded apply (the hold timeout bounds
-// all of them).
+// forwardAttemptTimeout bounds one forwarded apply or read index (the hold
+// timeout bounds all of them).
 const forwardAttemptTimeout = 3 * time.Second
+
+// leaderPoll is how often a request waiting on the leader checks whether
+// this node has learned of another one.
+const leaderPoll = 50 * time.Millisecond
+
+// attemptCtx bounds one request to the leader at addr: forwardAttemptTimeout,
+// or until this node learns of a different leader (the one at addr is then
+// gone or deposed, and waiting for its answer only delays the retry).
+func (n *Node) attemptCtx(ctx context.Context, addr string) (context.Context, context.CancelFunc) {
+	rctx, cancel := context.WithTimeout(ctx, forwardAttemptTimeout)
+	go func() {
+		t := time.NewTicker(leaderPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+				if a, err := n.leaderRPCAddr(); err == nil && a != addr {
+					n.log.Debug("leader changed while a request to the old one was pending; retrying", "old", addr, "new", a)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return rctx, cancel
+}
 
 // ErrNoLeader means no leader could be reached within the hold timeout: an
 // election is in progress, or this node is cut off from a quorum. Nothing
@@ -113,10 +141,11 @@ func (n *Node) forward(ctx context.Context, cmd []byte) (uint64, json.RawMessage
 	if err != nil {
 		return 0, nil, err
 	}
-	// Each attempt gets a short deadline: a leader that vanished (its
-	// address went dark) must not eat the whole hold timeout. A command
-	// that was applied but answered late is deduplicated on retry.
-	rctx, cancel := context.WithTimeout(ctx, forwardAttemptTimeout)
+	// Each attempt gets a short deadline, and ends as soon as this node
+	// learns of another leader: a leader that vanished (its address went
+	// dark) must not eat the whole hold timeout. A command that was
+	// applied but answered late is deduplicated on retry (command ids).
+	rctx, cancel := n.attemptCtx(ctx, addr)
 	defer cancel()
 	resp, err := n.RPCRequest(rctx, http.MethodPost, addr, rpcApply, bytes.NewReader(cmd))
 	if err != nil {
@@ -152,9 +181,11 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 			var addr string
 			if addr, err = n.leaderRPCAddr(); err == nil {
 				var ar applyResponse
-				if err = n.rpcJSON(ctx, addr, rpcReadIndex, &ar); err == nil {
+				actx, cancel := n.attemptCtx(ctx, addr)
+				if err = n.rpcJSON(actx, addr, rpcReadIndex, &ar); err == nil {
 					idx = ar.Index
 				}
+				cancel()
 			}
 		}
 		if err == nil {
