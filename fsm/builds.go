@@ -296,17 +296,26 @@ type BuildStart struct {
 	Dyno         Dyno   `json:"dyno"`
 }
 
-func applyBuildStart(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
-	p, e := decodeData[BuildStart](c)
-	if e != nil {
-		return nil, e
-	}
-	b, ok := txBuild(tx, p.BuildID)
+// pendingBuild is a build that has not finished yet.
+func pendingBuild(tx *memdb.Txn, id string) (*Build, *Error) {
+	b, ok := txBuild(tx, id)
 	if !ok {
 		return nil, notFound("build")
 	}
 	if b.Status != BuildPending {
 		return nil, Errorf(CodeConflict, "Build %s has already %s.", b.ID, b.Status)
+	}
+	return b, nil
+}
+
+func applyBuildStart(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
+	p, e := decodeData[BuildStart](c)
+	if e != nil {
+		return nil, e
+	}
+	b, e := pendingBuild(tx, p.BuildID)
+	if e != nil {
+		return nil, e
 	}
 	if b.DynoID != "" {
 		return nil, Errorf(CodeConflict, "Build %s has already started.", b.ID)
@@ -363,12 +372,9 @@ func applyBuildRunning(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 	if e != nil {
 		return nil, e
 	}
-	b, ok := txBuild(tx, p.BuildID)
-	if !ok {
-		return nil, notFound("build")
-	}
-	if b.Status != BuildPending {
-		return nil, Errorf(CodeConflict, "Build %s has already %s.", b.ID, b.Status)
+	b, e := pendingBuild(tx, p.BuildID)
+	if e != nil {
+		return nil, e
 	}
 	if p.OutputNode == "" {
 		return nil, invalid("output_node can't be blank.")
@@ -419,12 +425,9 @@ func applyBuildFinish(_ *FSM, tx *memdb.Txn, c *Command) (any, *Error) {
 	if e != nil {
 		return nil, e
 	}
-	b, ok := txBuild(tx, p.BuildID)
-	if !ok {
-		return nil, notFound("build")
-	}
-	if b.Status != BuildPending {
-		return nil, Errorf(CodeConflict, "Build %s has already %s.", b.ID, b.Status)
+	b, e := pendingBuild(tx, p.BuildID)
+	if e != nil {
+		return nil, e
 	}
 	app, e := lookupApp(tx, b.AppID)
 	if e != nil {

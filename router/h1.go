@@ -651,23 +651,7 @@ func (hc *h1conn) exchange(rq *reqState, c *conn) exResult {
 		return exDone
 	}
 	cerr, berr := hc.copyBody(rq, c, rh, reframe)
-	rq.service = rt.now().Sub(sendStart)
-	switch {
-	case berr != nil:
-		c.close()
-		if isTimeout(berr) {
-			rt.failLate(rq, H15)
-		} else {
-			rt.failLate(rq, H18)
-		}
-		return exAbort
-	case cerr != nil:
-		c.close()
-		rt.failLate(rq, H27)
-		return exAbort
-	}
-	rt.release(c, rh.reusable())
-	return exDone
+	return rt.bodyCopied(rq, c, rh, sendStart, cerr, berr)
 }
 
 // writeDynoHead writes the request head for the dyno from the parsed

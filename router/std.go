@@ -148,6 +148,13 @@ func (rt *Router) stdExchange(rq *reqState, c *conn) exResult {
 		return exDone
 	}
 	cerr, berr := rt.copyStdBody(w, rq, c, rh)
+	return rt.bodyCopied(rq, c, rh, sendStart, cerr, berr)
+}
+
+// bodyCopied ends an exchange once the response body has been copied (or
+// not): a dyno that failed mid-body is H15 (idle) or H18, a client that
+// went away H27; otherwise the connection goes back to the pool.
+func (rt *Router) bodyCopied(rq *reqState, c *conn, rh *respHead, sendStart time.Time, cerr, berr error) exResult {
 	rq.service = rt.now().Sub(sendStart)
 	switch {
 	case berr != nil:

@@ -44,7 +44,6 @@ func shortVersion(v *string) string {
 }
 
 func (e *clientEnv) buildsCommand() *cobra.Command {
-	var num int
 	cmd := &cobra.Command{
 		Use:   "builds",
 		Short: "List an app's builds",
@@ -55,16 +54,16 @@ func (e *clientEnv) buildsCommand() *cobra.Command {
 	}
 	app := e.appFlag(cmd)
 	asJSON := jsonFlag(cmd)
-	cmd.Flags().IntVarP(&num, "num", "n", 15, "how many builds to list (1 to 1000)")
+	num := numFlag(cmd, "builds")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if num < 1 || num > 1000 {
-			return fmt.Errorf("--num %d is out of range: use 1 to 1000", num)
+		if err := num.check(); err != nil {
+			return err
 		}
 		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
-		opts := client.ListOptions{Field: "created_at", Max: num, Order: "desc"}
+		opts := client.ListOptions{Field: "created_at", Max: num.n, Order: "desc"}
 		if *asJSON {
 			return printList(cmd, c, client.Path("apps", name, "builds"), opts)
 		}

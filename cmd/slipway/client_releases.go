@@ -15,7 +15,6 @@ import (
 const rollbackWindow = 10
 
 func (e *clientEnv) releasesCommand() *cobra.Command {
-	var num int
 	cmd := &cobra.Command{
 		Use:   "releases",
 		Short: "List an app's newest releases",
@@ -29,16 +28,16 @@ after its description.`,
 	}
 	app := e.appFlag(cmd)
 	asJSON := jsonFlag(cmd)
-	cmd.Flags().IntVarP(&num, "num", "n", 15, "how many releases to list (1 to 1000)")
+	num := numFlag(cmd, "releases")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if num < 1 || num > 1000 {
-			return fmt.Errorf("--num %d is out of range: use 1 to 1000", num)
+		if err := num.check(); err != nil {
+			return err
 		}
 		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
-		opts := client.ListOptions{Max: num, Order: "desc"}
+		opts := client.ListOptions{Max: num.n, Order: "desc"}
 		if *asJSON {
 			opts.Field = "version"
 			return printList(cmd, c, client.Path("apps", name, "releases"), opts)
@@ -229,4 +228,22 @@ func rollbackTarget(ctx context.Context, c *client.Client, app string) (*api.Rel
 		return nil, fmt.Errorf("no release to roll back to: %s has fewer than two releases eligible for rollback among its newest %d; name one with 'slipway rollback VERSION'", appLabel(app), rollbackWindow)
 	}
 	return &eligible[1], nil
+}
+
+// listNum is the -n/--num flag of the list commands: how many of the
+// newest items to show.
+type listNum struct{ n int }
+
+// numFlag adds -n/--num (1 to 1000, default 15) to a list command.
+func numFlag(cmd *cobra.Command, what string) *listNum {
+	l := &listNum{}
+	cmd.Flags().IntVarP(&l.n, "num", "n", 15, "how many "+what+" to list (1 to 1000)")
+	return l
+}
+
+func (l *listNum) check() error {
+	if l.n < 1 || l.n > 1000 {
+		return fmt.Errorf("--num %d is out of range: use 1 to 1000", l.n)
+	}
+	return nil
 }

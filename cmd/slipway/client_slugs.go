@@ -12,7 +12,6 @@ import (
 )
 
 func (e *clientEnv) slugsCommand() *cobra.Command {
-	var num int
 	cmd := &cobra.Command{
 		Use:   "slugs",
 		Short: "List an app's slugs",
@@ -27,16 +26,16 @@ release it with POST /apps/{app}/releases {"slug": ID}.`,
 	}
 	app := e.appFlag(cmd)
 	asJSON := jsonFlag(cmd)
-	cmd.Flags().IntVarP(&num, "num", "n", 15, "how many slugs to list (1 to 1000)")
+	num := numFlag(cmd, "slugs")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if num < 1 || num > 1000 {
-			return fmt.Errorf("--num %d is out of range: use 1 to 1000", num)
+		if err := num.check(); err != nil {
+			return err
 		}
 		name, c, err := app.withClient()
 		if err != nil {
 			return err
 		}
-		opts := client.ListOptions{Field: "created_at", Max: num, Order: "desc"}
+		opts := client.ListOptions{Field: "created_at", Max: num.n, Order: "desc"}
 		if *asJSON {
 			return printList(cmd, c, client.Path("apps", name, "slugs"), opts)
 		}
