@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -227,7 +228,7 @@ func FuzzCheckArchive(f *testing.F) {
 			if h.Typeflag == tar.TypeXGlobalHeader {
 				continue
 			}
-			if strings.HasPrefix(h.Name, "/") || contains(strings.Split(h.Name, "/"), "..") {
+			if strings.HasPrefix(h.Name, "/") || slices.Contains(strings.Split(h.Name, "/"), "..") {
 				t.Fatalf("accepted entry %q", h.Name)
 			}
 			switch h.Typeflag {

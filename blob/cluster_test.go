@@ -151,7 +151,7 @@ func TestClusterPutRepairAndCollect(t *testing.T) {
 	// a recorded copy).
 	var third string
 	for _, n := range []string{"n1", "n2", "n3"} {
-		if !contains(have, n) {
+		if !slices.Contains(have, n) {
 			third = n
 		}
 	}
@@ -159,7 +159,7 @@ func TestClusterPutRepairAndCollect(t *testing.T) {
 		t.Fatal("remote read differs")
 	}
 	c.h.Eventually(10*time.Second, "the fetched copy recorded", func() error {
-		if r := mustBlob(t, c.h.Get(third).FSM.Snap(), st.Digest).Replicas; !contains(r, third) {
+		if r := mustBlob(t, c.h.Get(third).FSM.Snap(), st.Digest).Replicas; !slices.Contains(r, third) {
 			return fmt.Errorf("replicas %v", r)
 		}
 		return nil
@@ -182,7 +182,7 @@ func TestClusterPutRepairAndCollect(t *testing.T) {
 		}
 	}
 	for _, n := range []string{"n1", "n2", "n3"} {
-		if !contains(st2.Replicas, n) {
+		if !slices.Contains(st2.Replicas, n) {
 			spare = n
 		}
 	}
@@ -193,7 +193,7 @@ func TestClusterPutRepairAndCollect(t *testing.T) {
 	c.kill(victim)
 	c.h.Eventually(60*time.Second, "re-replication after the node died", func() error {
 		r := mustBlob(t, c.h.Get(spare).FSM.Snap(), st2.Digest).Replicas
-		if contains(r, victim) || !contains(r, spare) || len(r) != 2 {
+		if slices.Contains(r, victim) || !slices.Contains(r, spare) || len(r) != 2 {
 			return fmt.Errorf("replicas %v", r)
 		}
 		return nil

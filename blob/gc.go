@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/slipwayhq/slipway/cluster"
@@ -150,7 +151,7 @@ func (s *Store) CollectLocal() ([]string, error) {
 	var out []string
 	var errs []error
 	for _, d := range local {
-		if b, ok := snap.Blob(d); ok && contains(b.Replicas, s.c.Name()) {
+		if b, ok := snap.Blob(d); ok && slices.Contains(b.Replicas, s.c.Name()) {
 			continue
 		}
 		removed, err := s.removeIfStale(d, now)
@@ -182,7 +183,7 @@ func (s *Store) removeIfStale(digest string, now time.Time) (bool, error) {
 	unlock := s.locks.lock(digest)
 	defer unlock()
 	// Look again under the lock: a Put may have recorded it meanwhile.
-	if b, ok := s.st.Snap().Blob(digest); ok && contains(b.Replicas, s.c.Name()) {
+	if b, ok := s.st.Snap().Blob(digest); ok && slices.Contains(b.Replicas, s.c.Name()) {
 		return false, nil
 	}
 	p := s.path(digest)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -375,7 +376,7 @@ func (s *Store) Put(ctx context.Context, kind string, r io.Reader, want string) 
 // listedHere reports whether the state records a copy on this node.
 func (s *Store) listedHere(digest string) bool {
 	b, ok := s.st.Snap().Blob(digest)
-	return ok && contains(b.Replicas, s.c.Name())
+	return ok && slices.Contains(b.Replicas, s.c.Name())
 }
 
 // aliveMembers returns the region's alive members by name, this node
@@ -715,13 +716,4 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 		}
 		k.mu.Unlock()
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

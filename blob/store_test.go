@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,7 +77,7 @@ func TestPutReplicatesToTwoZonesBeforeReturning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !st2.UpdatedAt.After(before) || !contains(st2.Replicas, "c1") || len(st2.Zones) < 2 {
+	if !st2.UpdatedAt.After(before) || !slices.Contains(st2.Replicas, "c1") || len(st2.Zones) < 2 {
 		t.Fatalf("second put = %+v", st2)
 	}
 }
@@ -179,7 +180,7 @@ func TestOpenRemoteKeepsAndRecordsACopy(t *testing.T) {
 	}
 	var reader *fakeNode
 	for _, name := range []string{"a2", "b1", "c1"} {
-		if !contains(st.Replicas, name) {
+		if !slices.Contains(st.Replicas, name) {
 			reader = n.nodes[name]
 			break
 		}
@@ -193,7 +194,7 @@ func TestOpenRemoteKeepsAndRecordsACopy(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) || size != int64(len(data)) {
 		t.Fatalf("remote read: %v, %d bytes of %d", err, len(got), size)
 	}
-	if !reader.store.Has(st.Digest) || !contains(mustBlob(t, n.state.Snap(), st.Digest).Replicas, reader.name) {
+	if !reader.store.Has(st.Digest) || !slices.Contains(mustBlob(t, n.state.Snap(), st.Digest).Replicas, reader.name) {
 		t.Fatal("the fetched copy was not kept and recorded")
 	}
 	// An unknown blob is not found.
@@ -224,7 +225,7 @@ func TestOpenDetectsCorruption(t *testing.T) {
 	// A corrupt copy is also refused by a node receiving it.
 	var other *fakeNode
 	for _, name := range []string{"b1", "c1", "a2"} {
-		if !contains(st.Replicas, name) {
+		if !slices.Contains(st.Replicas, name) {
 			other = n.nodes[name]
 		}
 	}
@@ -258,7 +259,7 @@ func TestRepairAfterNodeDies(t *testing.T) {
 		t.Fatalf("repair changed %d blobs, want 1", c)
 	}
 	b := mustBlob(t, n.state.Snap(), st.Digest)
-	if len(b.Replicas) != 2 || contains(b.Replicas, other) || !contains(b.Replicas, "a1") {
+	if len(b.Replicas) != 2 || slices.Contains(b.Replicas, other) || !slices.Contains(b.Replicas, "a1") {
 		t.Fatalf("replicas after repair = %v", b.Replicas)
 	}
 	newNode := b.Replicas[0]
@@ -395,7 +396,7 @@ func TestRemove(t *testing.T) {
 	if err := n.nodes["a1"].store.Remove(context.Background(), st.Digest); err != nil {
 		t.Fatal(err)
 	}
-	if n.nodes["a1"].store.Has(st.Digest) || contains(mustBlob(t, n.state.Snap(), st.Digest).Replicas, "a1") {
+	if n.nodes["a1"].store.Has(st.Digest) || slices.Contains(mustBlob(t, n.state.Snap(), st.Digest).Replicas, "a1") {
 		t.Fatal("not removed")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -160,7 +161,7 @@ func TestLargePutIsStreamed(t *testing.T) {
 	// Reading it back from a node without a copy is streamed too.
 	var other *Store
 	for _, s := range stores {
-		if !contains(st.Replicas, s.c.Name()) {
+		if !slices.Contains(st.Replicas, s.c.Name()) {
 			other = s
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -229,7 +230,7 @@ func (d *dev) client(name string) *client.Client {
 func (d *dev) raft(skip ...string) (api.RaftInfo, error) {
 	var last error
 	for _, n := range d.nodes {
-		if contains(skip, n.Name) {
+		if slices.Contains(skip, n.Name) {
 			continue
 		}
 		info, err := d.client(n.Name).Raft(context.Background())
@@ -241,15 +242,6 @@ func (d *dev) raft(skip ...string) (api.RaftInfo, error) {
 	return api.RaftInfo{}, last
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // leader waits for a leader and returns its name.
 func (d *dev) leader(skip ...string) string {
 	var name string
@@ -258,7 +250,7 @@ func (d *dev) leader(skip ...string) string {
 		if err != nil {
 			return err
 		}
-		if info.Leader == "" || contains(skip, info.Leader) {
+		if info.Leader == "" || slices.Contains(skip, info.Leader) {
 			return fmt.Errorf("no leader (state %s)", info.State)
 		}
 		name = info.Leader

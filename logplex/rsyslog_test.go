@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -290,7 +291,7 @@ func TestRealReceivers(t *testing.T) {
 			}
 			for _, d := range dynos {
 				tail := fmt.Sprintf("%s line %d", d, emitted[d]-1)
-				if !contains(s, tail) || !contains(h, tail) {
+				if !slices.Contains(s, tail) || !slices.Contains(h, tail) {
 					return fmt.Errorf("%q not delivered yet", tail)
 				}
 			}
@@ -345,13 +346,4 @@ func TestRealReceivers(t *testing.T) {
 			t.Fatalf("%s: %d L10 lines reporting %d dropped; want one, about %d", name, l10, dropped, 600-buffer)
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

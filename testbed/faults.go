@@ -161,7 +161,7 @@ func (tb *Testbed) Partition(ctx context.Context, groups ...[]string) error {
 func (tb *Testbed) Isolate(ctx context.Context, names ...string) error {
 	var rest []string
 	for _, n := range tb.plan.Nodes {
-		if !contains(names, n.Name) {
+		if !slices.Contains(names, n.Name) {
 			rest = append(rest, n.Name)
 		}
 	}

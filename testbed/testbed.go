@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -543,7 +544,7 @@ func (tb *Testbed) ready(ctx context.Context) error {
 		want := min(3, len(in))
 		c := tb.Client(in[0], 3*time.Second)
 		for _, name := range in {
-			if contains(running, name) {
+			if slices.Contains(running, name) {
 				c = tb.Client(name, 3*time.Second)
 				break
 			}
@@ -662,15 +663,6 @@ func (tb *Testbed) Close() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // BuildSlipway builds ./cmd/slipway of the module into dir and returns the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,8 +36,7 @@ func NodeLoss() Drill {
 			if err := e.tb.KillNode(victim); err != nil {
 				return err
 			}
-			lost := map[string]bool{victim: true}
-			e.formationRestored(ctx, t, "its dynos move: the formation restored on the other nodes", before, lost, e.tb.Running())
+			e.formationRestored(ctx, t, "its dynos move: the formation restored on the other nodes", before, setOf(victim), e.tb.Running())
 			if orphans := e.orphans(ctx, victim); orphans != "" {
 				e.note("while %s's agent was down its dyno processes kept running (%s), as they do by design: the next agent adopts them or, as here, stops them", victim, orphans)
 			}
@@ -47,21 +47,37 @@ func NodeLoss() Drill {
 			e.check("a new leader", err == nil && leader != victim, "%s in zone %s%s", leader, lzone, errNote(err))
 			n := e.ackedBetween(t, time.Now())
 			e.check("writes continue without it", n > 0, "%d writes acknowledged while %s was down", n, victim)
-			// Like a load balancer, the drill sends it requests again only
-			// once it passes a health check.
-			e.setOut([]string{victim}, true)
-			e.mark("restart %s", victim)
-			if err := e.tb.StartNode(victim); err != nil {
-				return err
-			}
-			if err := e.waitHealthy(ctx, victim); err != nil {
-				return err
-			}
-			e.setOut([]string{victim}, false)
-			e.mark("%s caught up (answers linearizable reads): back in rotation", victim)
-			return nil
+			return e.bringBack(ctx, []string{victim}, "restart "+victim, victim+" caught up (answers linearizable reads): back in rotation",
+				func() error { return e.tb.StartNode(victim) })
 		},
 	}
+}
+
+// bringBack returns lost nodes to service as a load balancer would: out of
+// rotation while start brings them back, in again once each passes the
+// health check (waitHealthy).
+func (e *env) bringBack(ctx context.Context, names []string, starting, back string, start func() error) error {
+	e.setOut(names, true)
+	e.mark("%s", starting)
+	if err := start(); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := e.waitHealthy(ctx, n); err != nil {
+			return err
+		}
+	}
+	e.setOut(names, false)
+	e.mark("%s", back)
+	return nil
+}
+
+func setOf(names ...string) map[string]bool {
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		out[n] = true
+	}
+	return out
 }
 
 // ZoneLoss: one of three zones goes dark (its nodes lose power: their
@@ -91,11 +107,7 @@ func ZoneLoss() Drill {
 			if err := e.tb.KillZone(ctx, region, zone); err != nil {
 				return err
 			}
-			lost := map[string]bool{}
-			for _, n := range names {
-				lost[n] = true
-			}
-			e.formationRestored(ctx, t, "the formation restored in the other zones", before, lost, e.tb.Running())
+			e.formationRestored(ctx, t, "the formation restored in the other zones", before, setOf(names...), e.tb.Running())
 			if err := sleepCtx(ctx, time.Until(t.Add(e.ph.Observe))); err != nil {
 				return err
 			}
@@ -103,19 +115,8 @@ func ZoneLoss() Drill {
 			e.check("quorum kept: a leader in another zone", err == nil && lzone != zone, "%s in zone %s%s", leader, lzone, errNote(err))
 			n := e.ackedBetween(t, time.Now())
 			e.check("writes continue", n > 0, "%d writes acknowledged while zone %s was dark", n, zone)
-			e.setOut(names, true)
-			e.mark("zone %s comes back", zone)
-			if err := e.tb.ReviveZone(ctx, region, zone); err != nil {
-				return err
-			}
-			for _, n := range names {
-				if err := e.waitHealthy(ctx, n); err != nil {
-					return err
-				}
-			}
-			e.setOut(names, false)
-			e.mark("zone %s caught up: back in rotation", zone)
-			return nil
+			return e.bringBack(ctx, names, "zone "+zone+" comes back", "zone "+zone+" caught up: back in rotation",
+				func() error { return e.tb.ReviveZone(ctx, region, zone) })
 		},
 	}
 }
@@ -143,7 +144,7 @@ func PartitionDrill() Drill {
 			minority := e.tb.ZoneNodes(region, zone)
 			var majority []string
 			for _, n := range e.tb.Names() {
-				if !contains(minority, n) {
+				if !slices.Contains(minority, n) {
 					majority = append(majority, n)
 				}
 			}
@@ -153,7 +154,7 @@ func PartitionDrill() Drill {
 			}
 			minorityDynos := map[string]bool{}
 			for _, d := range before {
-				if contains(minority, d.Node) {
+				if slices.Contains(minority, d.Node) {
 					minorityDynos[d.Name] = true
 				}
 			}
@@ -215,11 +216,7 @@ func PartitionDrill() Drill {
 			e.check("the minority serves reads from its stale replica", stale,
 				"%s answered %s; the majority acknowledged %d writes since the cut", m, describe(sr), behind)
 
-			cutOff := map[string]bool{}
-			for _, n := range minority {
-				cutOff[n] = true
-			}
-			e.formationRestored(ctx, t, "the majority restores the formation on its nodes", before, cutOff, majority)
+			e.formationRestored(ctx, t, "the majority restores the formation on its nodes", before, setOf(minority...), majority)
 			// The minority's router is probed throughout; give it a few
 			// seconds past the routers' bound to show it keeps serving.
 			end := t.Add(max(e.ph.Observe, e.ph.RouterBound+5*time.Second))

@@ -30,7 +30,7 @@ func (e *env) placementNow(ctx context.Context, via []string) ([]api.Dyno, error
 func dynosOn(ds []api.Dyno, nodes ...string) string {
 	var out []string
 	for _, d := range ds {
-		if contains(nodes, d.Node) {
+		if slices.Contains(nodes, d.Node) {
 			out = append(out, d.Name)
 		}
 	}
@@ -38,15 +38,6 @@ func dynosOn(ds []api.Dyno, nodes ...string) string {
 		return "none"
 	}
 	return strings.Join(out, " ")
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // formationRestored waits (up to the give-up time) until the formation is
@@ -99,7 +90,7 @@ func (e *env) minorityServes(cut, until time.Time, minority []string, own map[st
 	answered := map[string]int{}
 	var lastErr string
 	for _, p := range e.p.Probes() {
-		if !contains(minority, p.Node) || p.Start.Before(cut) || !p.Start.Before(until) {
+		if !slices.Contains(minority, p.Node) || p.Start.Before(cut) || !p.Start.Before(until) {
 			continue
 		}
 		if p.Start.Before(from) {
