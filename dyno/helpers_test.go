@@ -456,3 +456,14 @@ func shims(node, dynoID string) []int {
 	}
 	return out
 }
+
+// webUp deploys the test slug with command as its web process type,
+// starts the supervisor and waits until web.1 is up.
+func (h *harness) webUp(command string) *fsm.Dyno {
+	h.t.Helper()
+	h.deploy(makeSlug(h.t), map[string]string{"web": command})
+	h.start()
+	d := h.place(dynoSpec{name: "web.1", command: command})
+	h.waitState(d.ID, fsm.DynoUp)
+	return d
+}

@@ -158,10 +158,7 @@ func TestBootTimeoutR10(t *testing.T) {
 func TestStopSendsSIGTERM(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Process{})
-	h.deploy(makeSlug(t), map[string]string{"web": "bin/dynoapp web"})
-	h.start()
-	d := h.place(dynoSpec{name: "web.1", command: "bin/dynoapp web"})
-	h.waitState(d.ID, fsm.DynoUp)
+	d := h.webUp("bin/dynoapp web")
 	h.apply(fsm.CmdDynoPlan, fsm.DynoPlan{Stop: []string{d.ID}}, nil)
 	got := h.waitState(d.ID, fsm.DynoDown)
 	if got.ExitStatus == nil || *got.ExitStatus != 143 || got.Reason != "" {
@@ -179,10 +176,7 @@ func TestStopEscalatesToSIGKILLWithR12(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Process{})
 	h.cfg.StopTimeout = time.Second
-	h.deploy(makeSlug(t), map[string]string{"web": "bin/dynoapp stubborn"})
-	h.start()
-	d := h.place(dynoSpec{name: "web.1", command: "bin/dynoapp stubborn"})
-	h.waitState(d.ID, fsm.DynoUp)
+	d := h.webUp("bin/dynoapp stubborn")
 	h.waitLog("web.1", "ignoring SIGTERM")
 	h.apply(fsm.CmdDynoPlan, fsm.DynoPlan{Stop: []string{d.ID}}, nil)
 	got := h.waitState(d.ID, fsm.DynoDown)
@@ -197,10 +191,7 @@ func TestStopEscalatesToSIGKILLWithR12(t *testing.T) {
 func TestNewInstanceReplacesTheOldOne(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Process{})
-	h.deploy(makeSlug(t), map[string]string{"web": "bin/dynoapp web"})
-	h.start()
-	d := h.place(dynoSpec{name: "web.1", command: "bin/dynoapp web"})
-	h.waitState(d.ID, fsm.DynoUp)
+	d := h.webUp("bin/dynoapp web")
 	old := shims(h.node, d.ID)
 	if len(old) != 1 {
 		t.Fatalf("shims %v", old)
@@ -306,10 +297,7 @@ func TestAgentRestartAdoptsRunningDynos(t *testing.T) {
 func TestAgentRestartWaitsForTheReplicaToCatchUp(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Process{})
-	h.deploy(makeSlug(t), map[string]string{"web": "bin/dynoapp web"})
-	h.start()
-	d := h.place(dynoSpec{name: "web.1", command: "bin/dynoapp web"})
-	h.waitState(d.ID, fsm.DynoUp)
+	d := h.webUp("bin/dynoapp web")
 	before := shims(h.node, d.ID)
 	h.detach()
 
