@@ -29,6 +29,7 @@ const leaderPoll = 50 * time.Millisecond
 // gone or deposed, and waiting for its answer only delays the retry).
 func (n *Node) attemptCtx(ctx context.Context, addr string) (context.Context, context.CancelFunc) {
 	rctx, cancel := context.WithTimeout(ctx, forwardAttemptTimeout)
+	_, leader := n.raft.LeaderWithID()
 	go func() {
 		t := time.NewTicker(leaderPoll)
 		defer t.Stop()
@@ -37,8 +38,10 @@ func (n *Node) attemptCtx(ctx context.Context, addr string) (context.Context, co
 			case <-rctx.Done():
 				return
 			case <-t.C:
-				if a, err := n.leaderRPCAddr(); err == nil && a != addr {
-					n.log.Debug("leader changed while a request to the old one was pending; retrying", "old", addr, "new", a)
+				// Raft's own leader id: cheap to read, unlike the
+				// gossip lookup of its address.
+				if _, id := n.raft.LeaderWithID(); id != "" && id != leader {
+					n.log.Debug("leader changed while a request to the old one was pending; retrying", "old", addr, "new", id)
 					cancel()
 					return
 				}
